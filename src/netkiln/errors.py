@@ -1,0 +1,44 @@
+"""The one user-facing error type: a one-paragraph message, exit code 2, no traceback."""
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class NetkilnError(Exception):
+    """An error caused by the user's input (config, data file, run directory).
+
+    `key` is the config path (``model.layers[3].kernel_size``), `file`/`line`/`column` locate a
+    problem in a data file. The CLI prints `str(err)` and exits with code 2.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, key: str | None = None, file: str | None = None,
+                 line: int | None = None, column: str | None = None):
+        self.message = message
+        self.key = key
+        self.file = file
+        self.line = line
+        self.column = column
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = []
+        if self.key:
+            where.append(self.key)
+        if self.file:
+            loc = str(self.file)
+            if self.line is not None:
+                loc += f", line {self.line}"
+            if self.column is not None:
+                loc += f", column '{self.column}'"
+            where.append(loc)
+        prefix = f"{' / '.join(where)}: " if where else ""
+        return prefix + self.message
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """Return " Did you mean 'x'?" for the closest choice, or "" when nothing is close."""
+    close = difflib.get_close_matches(str(name), sorted(set(choices)), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""
