@@ -1,0 +1,58 @@
+"""The in-memory dataset handed to the compiler and the trainer."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from netkiln.task import Task
+
+LAYOUTS = ("flat", "sequence", "image")
+
+
+@dataclass
+class Dataset:
+    """Train/val/test tensors on the CPU plus what the rest of netkiln needs to know about them.
+
+    x tensors are float32 with shape ``(N, *input_shape)``: flat ``(F,)``, sequence ``(T, F)`` (batch first),
+    image ``(C, H, W)``. y is int64 ``(N,)`` for classification (multiclass and binary, values 0..K-1) and
+    float32 ``(N, k)`` for regression.
+    """
+
+    name: str
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    task: Task
+    input_shape: tuple
+    layout: str
+    feature_names: list[str] | None = None
+    split_indices: dict[str, list[int]] | None = None
+    source_info: dict[str, Any] = field(default_factory=dict)
+    # Fitted preparation steps (statistics from the training rows only), saved with the model so that
+    # predict can apply the same transform: {"standardize": {"feature_axis": int, "mean": [...], "std": [...]}}.
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def split_sizes(self) -> dict[str, int]:
+        return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
+
+    def describe(self) -> str:
+        shape = "(" + ", ".join(str(s) for s in self.input_shape) + ("," if len(self.input_shape) == 1 else "") + ")"
+        t = self.task
+        if t.kind == "multiclass":
+            task = f"multiclass, {t.num_outputs} classes"
+        elif t.kind == "binary":
+            task = "binary"
+        else:
+            task = f"regression, {t.num_outputs} target{'s' if t.num_outputs != 1 else ''}"
+        s = self.split_sizes
+        return (f"{self.name}: {self.layout} {shape} | {task} | "
+                f"train {s['train']} / val {s['val']} / test {s['test']}")
+
+    def __repr__(self) -> str:  # the tensors would flood a repr
+        return f"Dataset({self.describe()})"
