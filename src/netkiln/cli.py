@@ -1,0 +1,64 @@
+"""`netkiln <command> [hydra overrides]`: dispatch to the command's Hydra app.
+
+Kept import-light (no torch, no Lightning) so `netkiln --help` answers at once; each command
+imports what it needs when it runs.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+# command -> (module with `run(argv) -> int`, one-line help)
+COMMANDS = {
+    "train": ("netkiln.commands.train", "train a model: netkiln train model=gru optimizer.lr=3e-3 (-m for sweeps)"),
+    "summary": ("netkiln.commands.summary", "print the compiled model's layer table, without training"),
+}
+
+USAGE = """usage: netkiln <command> [key=value ...] [hydra flags]
+
+A declarative deep-learning model compiler: describe data, layers, loss and optimizer in
+Hydra configs; netkiln compiles them into a PyTorch Lightning model and trains it.
+
+commands:
+{commands}
+
+Every command takes Hydra overrides and flags, e.g.
+  netkiln train data=digits model=cnn2d trainer.max_epochs=20
+  netkiln train --cfg job          print the composed config
+  netkiln train -m model=mlp,cnn,gru   run a sweep
+  netkiln <command> --help         the command's config groups and options
+"""
+
+
+def _usage() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name.ljust(width)}  {text}" for name, (_, text) in COMMANDS.items()]
+    return USAGE.format(commands="\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from netkiln import __version__
+        print(f"netkiln {__version__}")
+        return 0
+    command = argv[0]
+    if command not in COMMANDS:
+        from netkiln.errors import did_you_mean
+        sys.stderr.write(f"netkiln: unknown command '{command}'.{did_you_mean(command, COMMANDS)} "
+                         f"Commands: {', '.join(COMMANDS)}.\n")
+        return 2
+    module = importlib.import_module(COMMANDS[command][0])
+    return module.run(command, argv[1:])
+
+
+def console_main() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console_main()

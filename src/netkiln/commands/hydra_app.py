@@ -1,0 +1,66 @@
+"""Run a task function as a Hydra app and turn user errors into one paragraph and exit code 2."""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Callable
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+# Exit codes: 0 ok, 1 internal error (a bug: full traceback), 2 bad input, 130 interrupted.
+EXIT_BAD_INPUT = 2
+
+
+def _user_error_message(err: BaseException) -> str | None:
+    """The one-paragraph message for an error caused by the user's input, else None."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from netkiln.errors import NetkilnError
+
+    if isinstance(err, NetkilnError):
+        return str(err)
+    if isinstance(err, (HydraException, OmegaConfBaseException)):
+        parts = [str(err).strip()]
+        cause = err.__cause__
+        if isinstance(cause, OmegaConfBaseException) and str(cause).strip() not in parts[0]:
+            parts.append(str(cause).strip())
+        return " ".join(" ".join(p.split()) for p in parts)
+    return None
+
+
+def _user_conf_override(argv: list[str]) -> list[str]:
+    """A `conf/` folder in the working directory adds the user's own datasets, models and experiments."""
+    user_conf = Path.cwd() / "conf"
+    if not user_conf.is_dir() or any(arg.startswith(("hydra.searchpath", "+hydra.searchpath")) for arg in argv):
+        return []
+    return [f"hydra.searchpath=[file://{user_conf}]"]
+
+
+def run_hydra(command: str, argv: list[str], task: Callable) -> int:
+    """Compose `conf/<command>.yaml` with the overrides in argv and call task(cfg)."""
+    import hydra
+
+    user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Let exceptions reach us instead of Hydra's own printer, which exits 1 with a partial traceback.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    sys.argv = [f"netkiln {command}", *argv, *_user_conf_override(argv)]
+    app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=command)(task)
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("netkiln: interrupted.\n")
+        return 130
+    except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs below
+        message = _user_error_message(err)
+        if user_full_error or message is None:
+            traceback.print_exc()
+            return EXIT_BAD_INPUT if message is not None else 1
+        sys.stderr.write(f"netkiln {command}: error: {message}\n")
+        return EXIT_BAD_INPUT
+    finally:
+        if not user_full_error:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+    return 0

@@ -1,0 +1,50 @@
+"""`netkiln train`: train one model (or, with -m, one trial of a sweep) and return the monitored value."""
+from __future__ import annotations
+
+import logging
+import math
+import traceback
+from pathlib import Path
+
+from netkiln.commands.hydra_app import run_hydra
+
+log = logging.getLogger("netkiln")
+
+
+def _task(cfg) -> float:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.training.run import train
+
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        metrics = train(cfg, run_dir)
+        _report(metrics, run_dir)
+        return metrics["monitored"]
+    # In a sweep, one failing trial must not end the sweep: record it and move on.
+    try:
+        metrics = train(cfg, run_dir)
+    except Exception as err:  # noqa: BLE001 - any failure is this trial's, the sweep goes on
+        from netkiln.commands.hydra_app import _user_error_message
+        message = _user_error_message(err) or f"{type(err).__name__}: {err}"
+        log.error("trial failed: %s", message)
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        write_json_atomic(run_dir / "metrics.json", {"status": "failed", "error": message})
+        return math.nan
+    _report(metrics, run_dir)
+    return metrics["monitored"]
+
+
+def _report(metrics: dict, run_dir: Path) -> None:
+    test = ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items())
+    val = ", ".join(f"{k}={v:.4f}" for k, v in metrics["val"].items())
+    log.info("done in %.1fs, %d epochs; val: %s; test: %s", metrics["seconds"], metrics["epochs"], val,
+             test or "(no test split)")
+    log.info("run directory: %s", run_dir)
+
+
+def run(command: str, argv: list[str]) -> int:
+    return run_hydra(command, argv, _task)

@@ -1,0 +1,180 @@
+"""The one LightningModule: wraps a compiled network with its loss, metrics, optimizer and schedule.
+
+Training uses manual optimization over chunks of batches (see batches.TrainChunks): one
+Lightning step runs `steps_per_execution` optimizer steps, which keeps Lightning's per-step
+cost off the hot path. Each batch still gets exactly one optimizer step, `global_step`
+counts optimizer steps, and per-step schedulers step per batch.
+"""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+
+from netkiln.errors import NetkilnError
+from netkiln.task import Task
+from netkiln.training.batches import EvalBatches, TrainChunks
+from netkiln.training.metrics import make_metrics, metric_inputs
+from netkiln.training.optim import build_optimizer, build_scheduler, scheduler_interval
+
+
+class NonFiniteLoss(NetkilnError):
+    """Training produced a NaN or infinite loss."""
+
+
+class NetkilnModule(pl.LightningModule):
+    def __init__(self, network: torch.nn.Module, task: Task, loss_fn, *, optimizer_cfg, scheduler_cfg,
+                 train_batches: TrainChunks, val_batches: EvalBatches | None, batch_size: int,
+                 max_epochs: int, max_steps: int, mode: str, monitor: str,
+                 gradient_clip_val: float | None = None):
+        super().__init__()
+        self.automatic_optimization = False
+        self.network = network
+        self.task = task
+        self.loss_fn = loss_fn
+        self.val_metrics = make_metrics(task)
+        self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
+        self.train_batches, self.val_batches = train_batches, val_batches
+        self.batch_size = batch_size
+        self.max_epochs, self.max_steps = max_epochs, max_steps
+        self.mode, self.monitor = mode, monitor
+        self.gradient_clip_val = gradient_clip_val
+        self._interval = scheduler_interval(scheduler_cfg)
+
+    def forward(self, x):
+        return self.network(x)
+
+    # --- data -------------------------------------------------------------------------------
+    def train_dataloader(self):
+        return self.train_batches.to(self.device)
+
+    def val_dataloader(self):
+        return self.val_batches.to(self.device) if self.val_batches is not None else []
+
+    # --- optimizer ----------------------------------------------------------------------------
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.optimizer_cfg, [p for p in self.parameters() if p.requires_grad])
+        scheduler = build_scheduler(self.scheduler_cfg, optimizer, max_epochs=self.max_epochs,
+                                    steps_per_epoch=self.train_batches.num_batches, max_steps=self.max_steps,
+                                    mode=self.mode)
+        if scheduler is None:
+            return optimizer
+        # Returned so Lightning saves its state in checkpoints; stepped by hand (manual optimization).
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": self._interval}}
+
+    def _scheduler(self):
+        schedulers = self.lr_schedulers()
+        return schedulers[0] if isinstance(schedulers, list) else schedulers
+
+    # --- training -----------------------------------------------------------------------------
+    def on_train_epoch_start(self):
+        self._train_loss_sum = torch.zeros((), device=self.device)
+        self._train_correct = torch.zeros((), device=self.device, dtype=torch.long)
+        self._train_rows = 0
+        self._train_logged = False
+
+    def _plain_step_ok(self) -> bool:
+        """A plain torch optimizer step is exact on one device without a precision plugin's scaler."""
+        from pytorch_lightning.strategies import SingleDeviceStrategy
+        return (isinstance(self.trainer.strategy, SingleDeviceStrategy)
+                and str(self.trainer.precision) in ("32-true", "64-true", "bf16-true", "16-true", "32", "64"))
+
+    def on_train_start(self):
+        self._plain_step = self._plain_step_ok()
+        self._progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+
+    def training_step(self, chunk, chunk_idx):
+        x, y = chunk
+        lightning_opt = self.optimizers()
+        optimizer = lightning_opt.optimizer
+        scheduler = self._scheduler() if self._interval == "step" else None
+        step_losses = []
+        for start in range(0, len(x), self.batch_size):
+            xb, yb = x[start:start + self.batch_size], y[start:start + self.batch_size]
+            out = self.network(xb)
+            loss = self.loss_fn(out, yb)
+            if self._plain_step:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self._clip(optimizer)
+                optimizer.step()
+                self._progress.increment_ready()
+                self._progress.increment_completed()
+            else:
+                lightning_opt.zero_grad()
+                self.manual_backward(loss)
+                self._clip(optimizer)
+                lightning_opt.step()
+            if scheduler is not None:
+                scheduler.step()
+            loss = loss.detach()
+            step_losses.append(loss)
+            self._train_loss_sum += loss * len(xb)
+            if self.task.kind == "multiclass":
+                self._train_correct += (out.detach().argmax(-1) == yb).sum()
+            elif self.task.kind == "binary":
+                self._train_correct += ((out.detach().reshape(-1) > 0).long() == yb).sum()
+            self._train_rows += len(xb)
+        # One host sync per chunk, not per step: find the first bad step only when needed.
+        if not torch.isfinite(self._train_loss_sum):
+            self._raise_non_finite(torch.stack(step_losses), chunk_idx)
+
+    def _clip(self, optimizer):
+        if self.gradient_clip_val:
+            params = [p for group in optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, float(self.gradient_clip_val))
+
+    def _raise_non_finite(self, losses: torch.Tensor, chunk_idx: int):
+        bad = int((~torch.isfinite(losses)).nonzero()[0])
+        steps_per_chunk = self.train_batches.chunk_rows // self.batch_size
+        batch = chunk_idx * steps_per_chunk + bad
+        step = self.global_step - len(losses) + bad + 1
+        lr = self.optimizers().optimizer.param_groups[0]["lr"]
+        raise NonFiniteLoss(
+            f"the training loss became {float(losses[bad])} at epoch {self.current_epoch}, batch {batch} "
+            f"(optimizer step {step}); training stopped and the checkpoints of earlier epochs were kept. "
+            f"Try a lower learning rate (optimizer.lr is {lr:g}), gradient_clip_val=1.0, or check the data for "
+            f"NaN values.", key="optimizer.lr")
+
+    def _log_train_metrics(self):
+        if self._train_logged or self._train_rows == 0:
+            return
+        metrics = {"train/loss": self._train_loss_sum / self._train_rows}
+        if self.task.is_classification:
+            metrics["train/acc"] = self._train_correct.float() / self._train_rows
+        self.log_dict(metrics, prog_bar=True)
+        self._train_logged = True
+
+    def on_train_epoch_end(self):
+        self._log_train_metrics()
+        if self._interval == "epoch":
+            scheduler = self._scheduler()
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                value = self.trainer.callback_metrics.get(self.monitor)
+                if value is not None:
+                    scheduler.step(value)
+            else:
+                scheduler.step()
+
+    # --- validation ---------------------------------------------------------------------------
+    def on_validation_epoch_start(self):
+        self._val_loss_sum = torch.zeros((), device=self.device)
+        self._val_rows = 0
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        out = self.network(x)
+        self._val_loss_sum += self.loss_fn(out, y) * len(x)
+        self._val_rows += len(x)
+        self.val_metrics.update(*metric_inputs(self.task, out, y))
+
+    def on_validation_epoch_end(self):
+        if self._val_rows == 0:
+            return
+        values = {f"val/{name}": value for name, value in self.val_metrics.compute().items()}
+        self.val_metrics.reset()
+        values["val/loss"] = self._val_loss_sum / self._val_rows
+        self.log_dict(values, prog_bar=True)
+        # Validation runs at the end of the training epoch: log train metrics now, so callbacks that
+        # react to validation (early stopping, checkpoints) can monitor train/* too.
+        if not self.trainer.sanity_checking:
+            self._log_train_metrics()

@@ -1,0 +1,113 @@
+"""`netkiln train`: compose → build data → compile model → fit → evaluate → write the run directory."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from netkiln.artifacts.files import write_json_atomic, write_text_atomic
+from netkiln.errors import NetkilnError
+
+log = logging.getLogger("netkiln")
+
+
+def _positive_int(value, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise NetkilnError(f"must be a positive integer, not {value!r}.", key=key)
+    return value
+
+
+def train(cfg, run_dir: Path) -> dict:
+    """Train the configured model; return the metrics written to `metrics.json`."""
+    import pytorch_lightning as pl
+    import torch
+
+    from netkiln.compiler import count_params, summary_table
+    from netkiln.pipeline import build_data_and_model
+    from netkiln.training.batches import EvalBatches, TrainChunks
+    from netkiln.training.callbacks import AtomicCheckpointIO
+    from netkiln.training.evaluate import evaluate_split
+    from netkiln.training.losses import make_loss
+    from netkiln.training.metrics import logged_metrics, resolve_monitor
+    from netkiln.training.module import NetkilnModule
+    from netkiln.training.trainer import make_callbacks, trainer_kwargs
+
+    seed = int(cfg.seed)
+    batch_size = _positive_int(cfg.batch_size, "batch_size")
+    chunk = _positive_int(cfg.steps_per_execution, "steps_per_execution")
+    kwargs = trainer_kwargs(cfg.trainer)
+    pl.seed_everything(seed, workers=True, verbose=False)
+
+    dataset, network = build_data_and_model(cfg)
+    task = dataset.task
+    loss_name, loss_fn = make_loss(cfg.loss, task)
+    monitor, mode = resolve_monitor(cfg.monitor, cfg.mode, task)
+    has_val = len(dataset.x_val) > 0
+    if monitor.startswith("val/") and not has_val:
+        raise NetkilnError(f"'{monitor}' needs a validation split, but it is empty; set data.split.val > 0 or "
+                           "monitor=train/loss.", key="monitor")
+    log.info("%s", dataset.describe())
+
+    checkpoint_dir = run_dir / "checkpoints"
+    ckpt_path = None
+    if cfg.resume:
+        last = checkpoint_dir / "last.ckpt"
+        if not last.exists():
+            raise NetkilnError(f"resume=true but there is no checkpoint at {last}; point hydra.run.dir at the run "
+                               "to continue.", key="resume")
+        ckpt_path = str(last)
+
+    summary = summary_table(network)
+    write_text_atomic(run_dir / "summary.txt", summary + "\n")
+
+    module = NetkilnModule(
+        network, task, loss_fn, optimizer_cfg=cfg.optimizer, scheduler_cfg=cfg.get("scheduler"),
+        train_batches=TrainChunks(dataset.x_train, dataset.y_train, batch_size, chunk, seed,
+                                  epoch=lambda: module.current_epoch),
+        val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, batch_size)) if has_val else None,
+        batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
+        max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
+        gradient_clip_val=cfg.get("gradient_clip_val"))
+    # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
+    module.configure_optimizers()
+
+    callbacks = make_callbacks(cfg.get("callbacks"), run_dir=run_dir, monitor=monitor, mode=mode,
+                               history_metrics=logged_metrics(task))
+    try:
+        trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=False, default_root_dir=str(run_dir),
+                             plugins=[AtomicCheckpointIO()])
+    except (ValueError, TypeError) as err:   # MisconfigurationException is a ValueError
+        raise NetkilnError(f"the Trainer rejected the settings: {err}", key="trainer") from None
+
+    started = time.perf_counter()
+    trainer.fit(module, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - started
+
+    best_path = checkpoint_dir / "best.ckpt"
+    if best_path.exists():
+        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+    network.cpu()
+    evaluations = {split: evaluate_split(network, task, loss_fn, getattr(dataset, f"x_{split}"),
+                                         getattr(dataset, f"y_{split}"))
+                   for split in ("val", "test")}
+    best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
+    split, name = monitor.split("/", 1)
+    monitored = evaluations.get(split, {}).get(name, float(best_score) if best_score is not None else None)
+    metrics = {
+        "status": "ok",
+        "monitor": monitor,
+        "mode": mode,
+        "monitored": monitored,
+        "val": evaluations["val"],
+        "test": evaluations["test"],
+        "epochs": trainer.current_epoch,
+        "steps": trainer.global_step,
+        "seconds": round(seconds, 3),
+        "params": count_params(network),
+        "loss": loss_name,
+        "data": dataset.name,
+        "task": task.to_dict(),
+    }
+    write_json_atomic(run_dir / "metrics.json", metrics)
+    return metrics
