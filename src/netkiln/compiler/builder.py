@@ -1,0 +1,215 @@
+"""compile_model: walk the spec entries, inferring each output shape from the previous one."""
+from __future__ import annotations
+
+import importlib
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+
+from .errors import LayerError, ModelSpecError, describe, fmt_shape, suggest
+from .layers import REGISTRY
+from .network import Network, Row
+from .spec import Entry, parse_entry
+
+MODEL_KEYS = ("layers", "head", "name", "description")
+HEAD_MODES = ("auto", "none")
+
+
+def _plain(cfg: Any) -> Any:
+    """OmegaConf containers -> plain dicts/lists (lazy import keeps startup light for plain dicts)."""
+    if type(cfg).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+        return OmegaConf.to_container(cfg, resolve=True)
+    return cfg
+
+
+def _check_input_shape(shape: Any) -> tuple:
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ModelSpecError(f"input shape must be a tuple of sizes without the batch dim, got {shape!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ModelSpecError(f"input shape must be non-empty positive sizes, got {shape!r}")
+    return shape
+
+
+class _Builder:
+    def __init__(self, allow_targets: bool):
+        self.allow_targets = allow_targets
+        self.counts: Counter = Counter()
+
+    def name(self, base: str) -> str:
+        """Keras naming: dense, dense_1, dense_2, ... counted across the whole model."""
+        n = self.counts[base]
+        self.counts[base] += 1
+        return base if n == 0 else f"{base}_{n}"
+
+    def build(self, raw: Any, shape: tuple, key: str, depth: int):
+        """-> (module, out_shape, name, rows) for one entry (rows: its own, then nested ones)."""
+        entry = parse_entry(raw, key)
+        if entry.kind == "layer":
+            return self._layer(entry, shape, depth)
+        if entry.kind == "target":
+            return self._target(entry, shape, depth)
+        return self._composite(entry, shape, depth)
+
+    def _layer(self, entry: Entry, shape: tuple, depth: int):
+        layer = REGISTRY[entry.name]
+        try:
+            module, out = layer.build(entry.args, shape)
+        except LayerError as e:
+            key = f"{entry.key}.{e.arg}" if e.arg else entry.key
+            raise ModelSpecError(e.message, key=key, layer=entry.name) from None
+        name = self.name(entry.name)
+        return module, out, name, [Row(name, layer.keras_type, out, module, depth, entry.key)]
+
+    def _composite(self, entry: Entry, shape: tuple, depth: int):
+        name = self.name(entry.name)
+        modules, rows, cur = [], [], shape
+        for rep in range(entry.times):
+            for j, child in enumerate(entry.children):
+                mod, cur, _, child_rows = self.build(child, cur, f"{entry.children_key}[{j}]", depth + 1)
+                modules.append(mod)
+                rows += child_rows
+        body = nn.Sequential(*modules)
+        if entry.kind == "residual":
+            if cur != shape:
+                raise ModelSpecError(
+                    f"the residual branch outputs {fmt_shape(cur)} but its input is {fmt_shape(shape)}; "
+                    "y = x + f(x) needs equal shapes (keep units/filters equal to the input width, "
+                    "padding: same, strides 1)", key=entry.key, layer="residual")
+            from .modules import Residual
+            module, type_ = Residual(body), "Residual"
+        else:
+            module, type_ = body, "Repeat"
+        return module, cur, name, [Row(name, type_, cur, module, depth, entry.key), *rows]
+
+    def _target(self, entry: Entry, shape: tuple, depth: int):
+        path, key = entry.name, entry.key
+        if not self.allow_targets:
+            raise ModelSpecError(f"_target_ entries ({path}) are not allowed here; use the built-in "
+                                 "layer names", key=key)
+        cls = _resolve(path, key)
+        if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+            raise ModelSpecError(f"_target_ {path} is not a torch.nn.Module class", key=f"{key}._target_")
+        try:
+            module = cls(**entry.args)
+        except Exception as e:  # any constructor complaint is a config error here
+            raise ModelSpecError(f"{path}({_kwargs(entry.args)}) failed: {e}", key=key) from None
+        out = _dry_forward(module, shape, path, key)
+        name = self.name(cls.__name__.lower())
+        return module, out, name, [Row(name, cls.__name__, out, module, depth, key)]
+
+
+def _kwargs(kw: dict) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in kw.items())
+
+
+def _resolve(path: str, key: str):
+    """Import `pkg.module.Attr` by importing the longest importable module prefix."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for attr in parts[i:]:
+            if not hasattr(obj, attr):
+                raise ModelSpecError(f"cannot find '{attr}' in {obj.__name__ if hasattr(obj, '__name__') else obj}."
+                                     + suggest(attr, [n for n in dir(obj) if not n.startswith("_")]),
+                                     key=f"{key}._target_")
+            obj = getattr(obj, attr)
+        return obj
+    raise ModelSpecError(f"cannot import _target_ '{path}'", key=f"{key}._target_")
+
+
+def _dry_forward(module: nn.Module, shape: tuple, path: str, key: str) -> tuple:
+    """Output shape of an arbitrary module from a zero batch of 2 (eval mode: no stat updates)."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            y = module(torch.zeros((2, *shape)))
+    except Exception as e:
+        raise ModelSpecError(f"{path} failed a dry forward pass on input {describe(shape)}: {e}",
+                             key=key) from None
+    finally:
+        module.train(was_training)
+    if not isinstance(y, torch.Tensor):
+        raise ModelSpecError(f"{path} returned {type(y).__name__}, not a tensor; wrap it or use a "
+                             "built-in layer (e.g. lstm/gru instead of torch.nn.LSTM)", key=key)
+    if y.dim() < 2 or y.shape[0] != 2:
+        raise ModelSpecError(f"{path} changed the batch dimension (input {fmt_shape(shape)}, "
+                             f"output {tuple(y.shape)} for a batch of 2)", key=key)
+    return tuple(y.shape[1:])
+
+
+def _head_mode(cfg: dict, key: str) -> str:
+    head = cfg.get("head", "auto")
+    if head is None or head is False:
+        return "none"
+    if isinstance(head, str) and head.lower() in HEAD_MODES:
+        return head.lower()
+    raise ModelSpecError(f"head must be 'auto' or 'none', got {head!r}."
+                         + (suggest(head, HEAD_MODES) if isinstance(head, str) else ""),
+                         key=f"{key}.head")
+
+
+def _task_text(task) -> str:
+    return f"{task.kind} task with {task.num_outputs} output{'s' if task.num_outputs != 1 else ''}"
+
+
+def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
+                  allow_targets: bool = True) -> Network:
+    """Build the Network for `model_cfg` on inputs of `input_shape` (no batch dim) for `task`."""
+    cfg = _plain(model_cfg)
+    if not isinstance(cfg, Mapping):
+        raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
+    for k in cfg:
+        if k not in MODEL_KEYS:
+            raise ModelSpecError(f"unknown model key '{k}'." + suggest(str(k), MODEL_KEYS)
+                                 + f" Keys: {', '.join(MODEL_KEYS)}", key=f"{key}.{k}")
+    layers = cfg.get("layers")
+    if layers is None:
+        raise ModelSpecError("the model spec needs a `layers:` list", key=f"{key}.layers")
+    if not isinstance(layers, list):
+        raise ModelSpecError(f"must be a list of layer entries, got {layers!r}", key=f"{key}.layers")
+    if not layers:
+        raise ModelSpecError("the layer list is empty; add at least one layer "
+                             "(a linear model on flat features: `layers: [flatten]` with head: auto)",
+                             key=f"{key}.layers")
+    head = _head_mode(cfg, key)
+    shape = _check_input_shape(input_shape)
+
+    builder = _Builder(allow_targets)
+    modules, names, rows = [], [], []
+    cur = shape
+    for i, raw in enumerate(layers):
+        module, cur, name, layer_rows = builder.build(raw, cur, f"{key}.layers[{i}]", 0)
+        modules.append(module)
+        names.append(name)
+        rows += layer_rows
+
+    if head == "auto":
+        if task is None:
+            raise ModelSpecError("head: auto needs the task to size the output layer", key=f"{key}.head")
+        if len(cur) != 1:
+            raise ModelSpecError(
+                f"head: auto needs flat features but the last layer outputs {fmt_shape(cur)}; add "
+                "`flatten` or a global pooling layer (globalavgpool1d/2d) at the end of the layers",
+                key=f"{key}.head")
+        module, cur, name, head_rows = builder.build({"dense": task.num_outputs}, cur, f"{key}.head", 0)
+        modules.append(module)
+        names.append(name)
+        rows += head_rows
+    elif task is not None and cur != (task.num_outputs,):
+        raise ModelSpecError(
+            f"head mismatch: with head: none the last layer must output (None, {task.num_outputs}) "
+            f"for the {_task_text(task)}, but it outputs {fmt_shape(cur)}; use head: auto or end "
+            f"with `dense: {task.num_outputs}` (no activation: the loss takes logits)", key=f"{key}.head")
+
+    return Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"))
