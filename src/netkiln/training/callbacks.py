@@ -21,7 +21,7 @@ class HistoryWriter(pl.Callback):
         self.metric_names = metric_names
         self.rows: list[dict] = []
 
-    def on_fit_start(self, trainer, pl_module):
+    def on_train_start(self, trainer, pl_module):   # after a checkpoint is restored
         self._start = time.perf_counter()
         if self.path.exists() and trainer.current_epoch > 0:      # resumed: keep the epochs already done
             with open(self.path, newline="") as fh:

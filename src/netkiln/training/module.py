@@ -155,6 +155,20 @@ class NetkilnModule(pl.LightningModule):
             else:
                 scheduler.step()
 
+    # --- checkpoints ----------------------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint):
+        # Dropout draws from the global RNG; saving it makes a resumed run match an uninterrupted one.
+        checkpoint["netkiln_rng"] = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["netkiln_rng"]["cuda"] = torch.cuda.get_rng_state_all()
+
+    def on_load_checkpoint(self, checkpoint):
+        rng = checkpoint.get("netkiln_rng") or {}
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
+
     # --- validation ---------------------------------------------------------------------------
     def on_validation_epoch_start(self):
         self._val_loss_sum = torch.zeros((), device=self.device)

@@ -1,0 +1,128 @@
+"""End-to-end training on tiny data, in-process through the CLI."""
+import csv
+import json
+
+import pytest
+import torch
+
+from netkiln.cli import main
+
+TINY = ["data=synthetic", "data.n_samples=300", "data.n_features=8", "model=mlp", "trainer=debug",
+        "trainer.enable_progress_bar=false", "batch_size=32"]
+
+
+def train(tmp_path, *overrides, name="run"):
+    run_dir = tmp_path / name
+    rc = main(["train", *TINY, f"hydra.run.dir={run_dir}", *overrides])
+    return rc, run_dir
+
+
+def read_metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def test_train_writes_run_directory(tmp_path):
+    rc, run = train(tmp_path, "trainer.max_epochs=3")
+    assert rc == 0
+    for name in ("summary.txt", "metrics.json", "history.csv", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
+                 ".hydra/config.yaml", "train.log"):
+        assert (run / name).exists(), name
+    metrics = read_metrics(run)
+    assert metrics["status"] == "ok" and metrics["epochs"] == 3
+    assert set(metrics["test"]) == {"loss", "acc", "f1"}
+    assert metrics["monitor"] == "val/acc" and metrics["monitored"] == metrics["val"]["acc"]
+    assert metrics["params"]["total"] == metrics["params"]["trainable"] > 0
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert {"train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "lr"} <= set(rows[0])
+    # one optimizer step per batch: 210 training rows / 32 = 7 batches an epoch
+    assert metrics["steps"] == 3 * 7 and int(rows[-1]["step"]) == 21
+
+
+def test_training_learns_synthetic_data(tmp_path):
+    rc, run = train(tmp_path, "trainer.max_epochs=15", "optimizer.lr=0.01")
+    assert rc == 0
+    assert read_metrics(run)["test"]["acc"] > 0.8
+
+
+def test_same_seed_same_result(tmp_path):
+    train(tmp_path, "trainer.max_epochs=2", name="a")
+    train(tmp_path, "trainer.max_epochs=2", name="b")
+    assert read_metrics(tmp_path / "a")["val"] == read_metrics(tmp_path / "b")["val"]
+
+
+def test_chunked_steps_equal_one_step_per_lightning_step(tmp_path):
+    """steps_per_execution only amortizes overhead: the maths must be identical."""
+    train(tmp_path, "trainer.max_epochs=3", "steps_per_execution=1", name="one")
+    train(tmp_path, "trainer.max_epochs=3", "steps_per_execution=5", name="five")
+    one, five = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "five")
+    assert one["steps"] == five["steps"]
+    for key, value in one["val"].items():
+        assert five["val"][key] == pytest.approx(value, abs=1e-6)
+
+
+@pytest.mark.parametrize("scheduler", ["cosine", "plateau", "onecycle", "step"])
+def test_schedulers(tmp_path, scheduler):
+    rc, run = train(tmp_path, f"scheduler={scheduler}", "trainer.max_epochs=2")
+    assert rc == 0
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    if scheduler in ("cosine", "onecycle"):
+        assert float(rows[1]["lr"]) != float(rows[0]["lr"])
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
+def test_optimizers(tmp_path, optimizer):
+    rc, _ = train(tmp_path, f"optimizer={optimizer}", "trainer.max_epochs=1")
+    assert rc == 0
+
+
+def test_regression_task_monitors_val_loss(tmp_path):
+    rc, run = train(tmp_path, "data.task=regression", "loss=huber", "trainer.max_epochs=2")
+    assert rc == 0
+    metrics = read_metrics(run)
+    assert metrics["monitor"] == "val/loss" and metrics["mode"] == "min"
+    assert set(metrics["test"]) == {"loss", "mse", "mae", "r2"}
+
+
+def test_binary_task_uses_bce(tmp_path):
+    rc, run = train(tmp_path, "data.task=binary", "trainer.max_epochs=2", "monitor=val/auroc")
+    assert rc == 0
+    metrics = read_metrics(run)
+    assert metrics["loss"] == "bce" and "auroc" in metrics["test"]
+
+
+def test_resume_continues_from_last_checkpoint(tmp_path):
+    rc, run = train(tmp_path, "trainer.max_epochs=2", "callbacks=none")
+    assert rc == 0
+    rc = main(["train", *TINY, f"hydra.run.dir={run}", "trainer.max_epochs=4", "callbacks=none", "resume=true"])
+    assert rc == 0
+    train(tmp_path, "trainer.max_epochs=4", "callbacks=none", name="straight")
+    resumed, straight = read_metrics(run), read_metrics(tmp_path / "straight")
+    assert resumed["steps"] == straight["steps"]
+    assert resumed["val"]["loss"] == pytest.approx(straight["val"]["loss"], abs=1e-5)
+    assert len(list(csv.DictReader(open(run / "history.csv")))) == 4
+
+
+def test_nan_loss_stops_with_a_clear_error(tmp_path, capsys):
+    rc, run = train(tmp_path, "optimizer=sgd", "optimizer.lr=1e30", "trainer.max_epochs=3")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "epoch" in err and "lower learning rate" in err
+    assert not (run / "metrics.json").exists()
+
+
+@pytest.mark.parametrize("override, key", [
+    ("trainer.max_epoch=3", "trainer.max_epoch"),
+    ("trainer.max_epochs=-3", "trainer.max_epochs"),
+    ("monitor=val/accuracy", "monitor"),
+    ("loss=mse", "loss"),
+    ("optimizer.lrr=0.1", "optimizer.lrr"),
+    ("batch_size=0", "batch_size"),
+    ("+callbacks.early_stopping.patiense=3", "callbacks.early_stopping.patiense"),
+])
+def test_config_errors_name_the_key(tmp_path, capsys, override, key):
+    rc, run = train(tmp_path, override)
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err
+    assert not (run / "metrics.json").exists()
