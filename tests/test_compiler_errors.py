@@ -70,6 +70,7 @@ CASES = [
     ([{"_target_": "torch.nn.Linear", "in_features": 3}], SEQ, "model.layers[0]", ["failed"]),
     ([{"_target_": "torch.nn.Linear", "in_features": 3, "out_features": 2}], SEQ, "model.layers[0]",
      ["dry forward pass", "(None, 40, 1)"]),
+    ([{"softmax": {"axis": -3}}], SEQ, "model.layers[0].axis", ["not a feature axis"]),
     ([{"_target_": "torch.nn.GRU", "input_size": 1, "hidden_size": 2}], SEQ, "model.layers[0]", ["not a tensor"]),
 ]
 

@@ -174,3 +174,16 @@ def test_compiler_does_not_import_heavy_packages():
             "'hydra', 'sklearn') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_plain_dict_holding_omegaconf_list():
+    layers = OmegaConf.create(["flatten", {"dense": 5}])
+    net = compile_model({"layers": layers}, (4, 2), TEN)
+    assert net.output_shape == (10,)
+
+
+def test_deepcopy_keeps_rows_pointing_at_copied_layers():
+    import copy
+    net = compile_model({"layers": ["flatten", {"dense": 5}]}, (4, 2), TEN)
+    clone = copy.deepcopy(net)
+    assert clone.rows[1].module is clone.layers[1]

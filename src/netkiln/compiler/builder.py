@@ -20,10 +20,17 @@ HEAD_MODES = ("auto", "none")
 
 
 def _plain(cfg: Any) -> Any:
-    """OmegaConf containers -> plain dicts/lists (lazy import keeps startup light for plain dicts)."""
+    """OmegaConf containers (also nested in plain dicts/lists) -> plain dicts/lists.
+
+    The omegaconf import is lazy so plain-dict callers don't pay for it.
+    """
     if type(cfg).__module__.startswith("omegaconf"):
         from omegaconf import OmegaConf
         return OmegaConf.to_container(cfg, resolve=True)
+    if isinstance(cfg, Mapping):
+        return {k: _plain(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [_plain(v) for v in cfg]
     return cfg
 
 

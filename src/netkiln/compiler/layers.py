@@ -228,7 +228,7 @@ def _activation(a, shape):
 
 
 def _softmax(a, shape):
-    if not -len(shape) - 1 <= a["axis"] <= len(shape) or a["axis"] == 0:
+    if not (1 <= a["axis"] <= len(shape) or -len(shape) <= a["axis"] <= -1):
         raise LayerError(f"axis {a['axis']} is not a feature axis of {fmt_shape(shape)} "
                          "(axis 0 is the batch)", arg="axis")
     return nn.Softmax(dim=a["axis"]), shape
