@@ -17,8 +17,11 @@ def _positive_int(value, key: str) -> int:
     return value
 
 
-def train(cfg, run_dir: Path) -> dict:
-    """Train the configured model; return the metrics written to `metrics.json`."""
+def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
+    """Train the configured model; return the metrics written to `metrics.json`.
+
+    `extra_callbacks` are added to the Trainer's (benchmarks/bench_training.py times epochs with one).
+    """
     import pytorch_lightning as pl
     import torch
 
@@ -72,7 +75,7 @@ def train(cfg, run_dir: Path) -> dict:
     module.configure_optimizers()
 
     callbacks = make_callbacks(cfg.get("callbacks"), run_dir=run_dir, monitor=monitor, mode=mode,
-                               history_metrics=logged_metrics(task))
+                               history_metrics=logged_metrics(task)) + list(extra_callbacks)
     try:
         trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=False, default_root_dir=str(run_dir),
                              plugins=[AtomicCheckpointIO()])
