@@ -1,10 +1,12 @@
-"""Data for netkiln: built-in and generated sources, seeded splits, standardisation fitted on train only.
+"""Data for netkiln: built-in, generated and file sources (csv, npz, images), seeded splits, preparation
+fitted on the training rows only.
 
     from netkiln.data import load_dataset, Dataset
     ds = load_dataset(cfg.data, seed=cfg.seed)
 """
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -17,8 +19,14 @@ from .dataset import LAYOUTS, Dataset
 from .preprocess import apply_standardize, fit_standardize
 from .sources import SOURCES, RawSource, SourceSpec, register_source
 from .split import make_split
+from .tables import read_table
+from . import arrays as _arrays, images as _images, tabular as _tabular  # noqa: F401 - register csv, npz, images
+from .prepare import prepare_features
 
-__all__ = ["Dataset", "load_dataset", "known_datasets", "register_source", "SourceSpec", "RawSource", "LAYOUTS"]
+log = logging.getLogger(__name__)
+
+__all__ = ["Dataset", "load_dataset", "known_datasets", "register_source", "SourceSpec", "RawSource", "LAYOUTS",
+           "read_table", "prepare_features"]
 
 
 def known_datasets() -> list[str]:
@@ -30,7 +38,13 @@ def load_dataset(data_cfg: Any, seed: int = 0) -> Dataset:
 
     `seed` is used for the split unless the node gives `split.seed` (``${seed}`` in the shipped configs resolves
     to the run's top-level seed; on a node detached from its root config the `seed` argument is used instead).
+    Every check runs here, before a command writes anything.
     """
+    return load_dataset_and_source(data_cfg, seed)[0]
+
+
+def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawSource]:
+    """`load_dataset`, also returning the source's raw rows (for `netkiln analyze`)."""
     node = to_plain(data_cfg)
     name = node.get("name")
     if not isinstance(name, str) or not name:
@@ -44,34 +58,53 @@ def load_dataset(data_cfg: Any, seed: int = 0) -> Dataset:
     standardize = get_bool(node, "standardize", spec.standardize, "data")
 
     raw = spec.load(node, "data")
-    has_own_test = raw.x_test is not None
-    split = parse_split(node.get("split"), seed=seed, has_own_test=has_own_test,
+    has_own_test = raw.y_test is not None
+    split_node = node.get("split")
+    if has_own_test and raw.ignores_split_test and isinstance(split_node, dict):
+        split_node = {k: v for k, v in split_node.items() if k != "test"}
+    split = parse_split(split_node, seed=seed, has_own_test=has_own_test,
                         default_val=spec.split_val, default_test=spec.split_test)
-    stratify = split.stratify and raw.task.is_classification
-    idx = make_split(len(raw.x), val=split.val, test=split.test, seed=split.seed,
-                     stratify_labels=raw.y if stratify else None)
-
-    x_tr, y_tr = raw.x[idx["train"]], raw.y[idx["train"]]
-    x_va, y_va = raw.x[idx["val"]], raw.y[idx["val"]]
-    if has_own_test:
-        x_te, y_te = raw.x_test, raw.y_test
-        test_idx = list(range(len(raw.x_test)))
+    stratify = split.stratify and raw.task.is_classification and raw.fixed_split is None
+    if raw.fixed_split is not None:
+        idx = {k: np.asarray(v, dtype=np.int64) for k, v in raw.fixed_split.items()}
     else:
-        x_te, y_te = raw.x[idx["test"]], raw.y[idx["test"]]
-        test_idx = idx["test"].tolist()
+        idx = make_split(len(raw.y), val=split.val, test=split.test, seed=split.seed,
+                         stratify_labels=raw.y if stratify else None)
 
-    preprocessing: dict[str, Any] = {}
-    if standardize:
+    preprocessing: dict[str, Any] = dict(raw.preprocessing)
+    feature_names = raw.feature_names
+    if raw.prepare is not None:
+        x_all, x_own_test, fitted, feature_names = raw.prepare(idx["train"])
+        preprocessing.update(fitted)
+    else:
+        x_all, x_own_test = raw.x, raw.x_test
+
+    x_tr, y_tr = x_all[idx["train"]], raw.y[idx["train"]]
+    x_va, y_va = x_all[idx["val"]], raw.y[idx["val"]]
+    if has_own_test:
+        x_te, y_te = x_own_test, raw.y_test
+        test_pos = np.arange(len(raw.y_test))
+    else:
+        x_te, y_te = x_all[idx["test"]], raw.y[idx["test"]]
+        test_pos = idx["test"]
+
+    if standardize and raw.prepare is None:
         stats = fit_standardize(x_tr, raw.layout)
         preprocessing["standardize"] = stats
         x_tr, x_va, x_te = (apply_standardize(a, stats) for a in (x_tr, x_va, x_te))
 
     info = dict(raw.info)
-    info.update({"split": {"val": split.val, "test": split.test, "stratify": stratify, "seed": split.seed,
-                           "own_test_set": has_own_test}})
-    if has_own_test:
+    if raw.fixed_split is not None:
+        info["split"] = {"column": node.get("split_column"), "own_test_set": has_own_test}
+    else:
+        info["split"] = {"val": split.val, "test": split.test, "stratify": stratify, "seed": split.seed,
+                         "own_test_set": has_own_test}
+    if has_own_test and "split_indices_note" not in info:
         info["split_indices_note"] = ("train/val index the source's training rows; test indexes the source's "
                                       "own test set")
+
+    def ids(pos: np.ndarray, row_ids: np.ndarray | None) -> list[int]:
+        return (row_ids[pos] if row_ids is not None else np.asarray(pos)).astype(np.int64).tolist()
 
     def xt(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -81,11 +114,26 @@ def load_dataset(data_cfg: Any, seed: int = 0) -> Dataset:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64).reshape(-1))
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1))
 
-    return Dataset(
+    dataset = Dataset(
         name=name,
         x_train=xt(x_tr), y_train=yt(y_tr), x_val=xt(x_va), y_val=yt(y_va), x_test=xt(x_te), y_test=yt(y_te),
-        task=raw.task, input_shape=tuple(int(s) for s in raw.x.shape[1:]), layout=raw.layout,
-        feature_names=raw.feature_names,
-        split_indices={"train": idx["train"].tolist(), "val": idx["val"].tolist(), "test": test_idx},
+        task=raw.task, input_shape=tuple(int(s) for s in x_all.shape[1:]), layout=raw.layout,
+        feature_names=feature_names,
+        split_indices={"train": ids(idx["train"], raw.row_ids), "val": ids(idx["val"], raw.row_ids),
+                       "test": ids(test_pos, raw.test_row_ids if has_own_test else raw.row_ids)},
         source_info=info, preprocessing=preprocessing,
     )
+    nbytes = sum(t.element_size() * t.nelement() for t in (dataset.x_train, dataset.y_train, dataset.x_val,
+                                                              dataset.y_val, dataset.x_test, dataset.y_test))
+    info["tensor_bytes"] = int(nbytes)
+    log.info("data %s: %d rows, %s in memory as tensors", name, sum(dataset.split_sizes.values()),
+             _human_bytes(nbytes))
+    return dataset, raw
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"  # pragma: no cover

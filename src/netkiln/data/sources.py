@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class RawSource:
-    x: np.ndarray                       # (N, *input_shape) rows to split into train/val(/test)
+    x: np.ndarray | None                # (N, *input_shape) rows to split into train/val(/test); None: see prepare
     y: np.ndarray                       # (N,) int for classification, (N, k) float for regression
     task: Task
     layout: str
@@ -30,6 +30,20 @@ class RawSource:
     y_test: np.ndarray | None = None
     feature_names: list[str] | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    # Sources whose preparation fits statistics (tables): prepare(train_idx) -> (x, x_test, preprocessing,
+    # feature_names), called after the split with the training rows' positions; x is None until then.
+    prepare: Callable[[np.ndarray], tuple] | None = None
+    # A split the source fixes itself (a split column): {"train", "val", "test"} positions; fractions are ignored.
+    fixed_split: dict[str, np.ndarray] | None = None
+    # What split_indices report for each position (e.g. the file's data-row numbers); default the position.
+    row_ids: np.ndarray | None = None
+    test_row_ids: np.ndarray | None = None
+    # Source-specific preprocessing entries merged into Dataset.preprocessing (e.g. how images are resized).
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    # The raw table and its plan, for `netkiln analyze` (never serialised).
+    table: dict[str, Any] | None = None
+    # File sources: a separate test file/array makes the config's `split.test` moot instead of an error.
+    ignores_split_test: bool = False
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,138 @@
+"""`data=images`: a folder with one sub-folder of PNG/JPEG files per class, loaded with Pillow.
+
+Images are converted to grayscale or RGB, resized to `data.image_size` and scaled to [0, 1]: x is (N, C, H, W).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netkiln.errors import NetkilnError
+
+from .config import get_choice
+from .sources import RawSource, SourceSpec, register_source
+from .tables import check_file
+from netkiln.task import Task
+
+IMAGE_KEYS = ("path", "image_size", "color", "test_path")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+COLORS = ("grayscale", "rgb")
+
+
+def _image_size(node: dict, path: str) -> tuple[int, int]:
+    v = node.get("image_size", [32, 32])
+    if isinstance(v, int) and not isinstance(v, bool):
+        v = [v, v]
+    if (not isinstance(v, list) or len(v) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)):
+        raise NetkilnError(f"expected [height, width] in pixels (or one number for square images), got {v!r}",
+                           key=f"{path}.image_size")
+    return int(v[0]), int(v[1])
+
+
+def class_folders(root: Path, key: str) -> dict[str, list[Path]]:
+    """{class name: sorted image files}, classes in name order; errors for a folder without classes."""
+    subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
+    loose = [f for f in root.iterdir() if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES]
+    if not subdirs:
+        extra = (f"; it holds {len(loose)} image file(s) directly" if loose else "")
+        raise NetkilnError(f"no class sub-folders in this folder{extra}. Put each class's images in a sub-folder "
+                           "named after the class (e.g. cats/, dogs/)", key=key, file=str(root))
+    out = {}
+    for d in subdirs:
+        files = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(part.startswith(".") for part in f.relative_to(d).parts))
+        if not files:
+            raise NetkilnError(f"the class folder '{d.name}' has no images ({', '.join(IMAGE_SUFFIXES)})", key=key,
+                               file=str(d))
+        out[d.name] = files
+    return out
+
+
+def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None) -> np.ndarray:
+    """One image → float32 (C, H, W) in [0, 1]; an unreadable file raises a NetkilnError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = f if isinstance(f, Image.Image) else Image.open(f)
+        img.load()
+        img = img.convert("L" if color == "grayscale" else "RGB")
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        a = np.asarray(img, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
+        raise NetkilnError(f"cannot read this image ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
+                           .replace(": )", ")"), key=key, file=str(f)) from None
+    return a[None, :, :] if a.ndim == 2 else np.transpose(a, (2, 0, 1))
+
+
+def _load_folder(root: Path, size, color, key, classes: list[str] | None = None):
+    folders = class_folders(root, key)
+    if classes is None:
+        classes = list(folders)
+        if len(classes) < 2:
+            raise NetkilnError(f"only one class sub-folder ('{classes[0]}'); a classifier needs at least two",
+                               key=key, file=str(root))
+    else:
+        unknown = [c for c in folders if c not in classes]
+        if unknown:
+            raise NetkilnError(f"the test folder has the class '{unknown[0]}', which the training folder does not "
+                               f"have (classes: {', '.join(classes)})", key=key, file=str(root / unknown[0]))
+    xs, ys, files = [], [], []
+    for name, paths in folders.items():
+        c = classes.index(name)
+        for f in paths:
+            xs.append(load_image(f, size, color, key))
+            ys.append(c)
+            files.append(str(f.relative_to(root)))
+    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), classes, files
+
+
+def load_images(node: dict, path: str) -> RawSource:
+    key = f"{path}.path"
+    root = check_file(node.get("path"), key, kind="folder")
+    size = _image_size(node, path)
+    color = get_choice(node, "color", "rgb", COLORS, path)
+    x, y, classes, files = _load_folder(root, size, color, key)
+    x_test = y_test = None
+    info: dict[str, Any] = {"source": "file", "folder": str(root), "format": "images", "rows": int(len(x)),
+                            "files": files, "description": f"{root.name}: {len(classes)} classes, {color} images "
+                                                           f"{size[0]}x{size[1]}"}
+    if node.get("test_path") is not None:
+        troot = check_file(node.get("test_path"), f"{path}.test_path", kind="folder")
+        x_test, y_test, _, tfiles = _load_folder(troot, size, color, f"{path}.test_path", classes)
+        info.update({"test_folder": str(troot), "test_files": tfiles, "rows": int(len(x) + len(x_test))})
+    info["split_indices_note"] = "indices into source_info.files (class folders in name order, files in name order)"
+    kind = "binary" if len(classes) == 2 else "multiclass"
+    task = Task(kind, 1 if kind == "binary" else len(classes), tuple(classes))
+    prep = {"kind": "images", "format": 1, "layout": "image", "image_size": list(size), "color": color,
+            "pixel_scale": 255.0, "input_shape": list(x.shape[1:]),
+            "target": {"task": kind, "class_names": classes, "class_values": classes}, "task": task.to_dict()}
+    return RawSource(x=x, y=y, task=task, layout="image", x_test=x_test, y_test=y_test, info=info,
+                     preprocessing=prep, ignores_split_test=True)
+
+
+def prepare_images(data: Any, prep: dict) -> np.ndarray:
+    """Image paths or PIL images (or an (N, C, H, W) array already in [0, 1]) → prepared float32 array."""
+    from .preprocess import apply_standardize
+
+    size, color = tuple(prep["image_size"]), prep["color"]
+    if isinstance(data, (str, Path)):
+        data = [data]
+    if isinstance(data, (list, tuple)):
+        x = (np.stack([load_image(Path(f) if isinstance(f, str) else f, size, color) for f in data])
+             if data else np.zeros((0, *prep["input_shape"]), dtype=np.float32))
+    else:
+        x = np.asarray(data, dtype=np.float32)
+        if list(x.shape[1:]) != list(prep["input_shape"]):
+            raise NetkilnError(f"expected images of shape (N, {', '.join(map(str, prep['input_shape']))}), got "
+                               f"{tuple(x.shape)}")
+    if "standardize" in prep:
+        x = apply_standardize(x, prep["standardize"])
+    return x.astype(np.float32)
+
+
+register_source(SourceSpec("images", load_images, extra_keys=IMAGE_KEYS, standardize=False,
+                           description="your own images: one sub-folder per class (data.path)"))
