@@ -26,17 +26,20 @@ MAX_CLASS_VALUES = 20
 def _open_npz(p, key: str) -> dict[str, np.ndarray]:
     import zipfile
 
+    with open(p, "rb") as fh:
+        magic = fh.read(6)
+    if not (magic.startswith(b"PK") or magic.startswith(b"\x93NUMPY")):
+        raise NetkilnError("not a readable .npz file (it is not a zip archive of arrays as np.savez writes)",
+                           key=key, file=str(p))
     try:
-        with np.load(p, allow_pickle=False) as z:
-            if not hasattr(z, "files"):
-                raise NetkilnError("expected an .npz archive of named arrays (np.savez(path, x=..., y=...)), "
-                                   "not a single .npy array", key=key, file=str(p))
+        z = np.load(p, allow_pickle=False)
+        if not hasattr(z, "files"):
+            raise NetkilnError("expected an .npz archive of named arrays (np.savez(path, x=..., y=...)), "
+                               "not a single .npy array", key=key, file=str(p))
+        with z:
             return {name: z[name] for name in z.files}
     except NetkilnError:
         raise
-    except AttributeError:
-        raise NetkilnError("expected an .npz archive of named arrays (np.savez(path, x=..., y=...)), not a single "
-                           ".npy array", key=key, file=str(p)) from None
     except ValueError as err:
         if "pickle" in str(err).lower():
             raise NetkilnError("an array holds Python objects; save numbers (or fixed-width text labels) instead "
@@ -44,6 +47,11 @@ def _open_npz(p, key: str) -> dict[str, np.ndarray]:
         raise NetkilnError(f"not a readable .npz file: {err}", key=key, file=str(p)) from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise NetkilnError(f"not a readable .npz file ({type(err).__name__}: {err})", key=key, file=str(p)) from None
+
+
+def _suggest(name: str, choices) -> str:
+    same = [c for c in choices if c.lower() == name.lower()]
+    return f" Did you mean '{same[0]}'?" if same else did_you_mean(name, choices)
 
 
 def _shape(a: np.ndarray) -> str:
@@ -107,7 +115,7 @@ def load_npz(node: dict, path: str) -> RawSource:
         names[k] = str(v)
     for role in ("x", "y"):
         if names[role] not in arrays:
-            raise NetkilnError(f"no array named {names[role]!r}.{did_you_mean(names[role], arrays)} The file has: "
+            raise NetkilnError(f"no array named {names[role]!r}.{_suggest(names[role], arrays)} The file has: "
                                f"{', '.join(sorted(arrays)) or 'no arrays'}. Save x and y (and optionally x_test, "
                                f"y_test) or map the names with {path}.keys.{role}=<name>", key=key, file=file)
     has_test = [names[r] in arrays for r in ("x_test", "y_test")]
