@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "train": ("netkiln.commands.train", "train a model: netkiln train model=gru optimizer.lr=3e-3 (-m for sweeps)"),
     "summary": ("netkiln.commands.summary", "print the compiled model's layer table, without training"),
+    "analyze": ("netkiln.commands.analyze", "describe the data: tables, analysis.json and a PNG; nothing trained"),
 }
 
 USAGE = """usage: netkiln <command> [key=value ...] [hydra flags]

@@ -1,0 +1,42 @@
+"""`netkiln analyze`: report on the configured data (rich tables) and write analysis.json + analysis.png."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from netkiln.commands.hydra_app import run_hydra
+
+log = logging.getLogger("netkiln")
+
+
+def _task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.data.analyze import analyze_data, plot_report, print_report
+
+    out_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        report, context = analyze_data(cfg.data, seed=int(cfg.seed))   # every check, before anything is written
+    except BaseException:
+        _remove_if_empty(out_dir)
+        raise
+    report["config"] = {"data": OmegaConf.to_container(cfg.data, resolve=True), "seed": int(cfg.seed)}
+    print_report(report)
+    plot_report(report, context, out_dir / "analysis.png")
+    write_json_atomic(out_dir / "analysis.json", report)
+    print(f"wrote {out_dir / 'analysis.json'} and {out_dir / 'analysis.png'}")
+
+
+def _remove_if_empty(path: Path) -> None:
+    """A failed analysis leaves no folder behind (Hydra creates it before the task runs)."""
+    try:
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    except OSError:
+        pass
+
+
+def run(command: str, argv: list[str]) -> int:
+    return run_hydra(command, argv, _task)

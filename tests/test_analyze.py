@@ -1,0 +1,110 @@
+"""`netkiln analyze`: the report (rich tables), analysis.json and the PNG; bad input leaves nothing behind."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from netkiln.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def analyze(tmp_path, capsys, *overrides, name="report"):
+    out = tmp_path / name
+    rc = main(["analyze", *overrides, f"hydra.run.dir={out}"])
+    captured = capsys.readouterr()
+    return rc, out, captured.out, captured.err
+
+
+@pytest.fixture
+def messy_csv(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 120
+    frame = pd.DataFrame({
+        "x": rng.normal(size=n).round(3),
+        "x_copy": None,
+        "const": 7,
+        "city": rng.choice(["Oslo", "Lima", "Pune"], n),
+        "label": np.where(np.arange(n) < 100, "common", "rare"),      # 100 vs 20: imbalanced
+    })
+    frame["x_copy"] = frame["x"]
+    frame.loc[[1, 2, 3], "x"] = np.nan
+    frame.loc[[1, 2, 3], "x_copy"] = np.nan
+    frame.loc[[5, 9], "city"] = None
+    frame = pd.concat([frame, frame.iloc[[10, 11, 12, 13]]], ignore_index=True)    # 4 duplicate rows
+    p = tmp_path / "messy.csv"
+    frame.to_csv(p, index=False)
+    return p, frame
+
+
+def test_analyze_csv_report(tmp_path, capsys, messy_csv):
+    p, frame = messy_csv
+    rc, out, stdout, _ = analyze(tmp_path, capsys, "data=csv", f"data.path={p}", "data.target=label")
+    assert rc == 0
+    assert (out / "analysis.png").read_bytes()[:8] == PNG
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["rows"] == len(frame) and sum(report["splits"].values()) == len(frame)
+    assert report["task"]["kind"] == "binary" and report["task"]["inferred"]
+    cols = {c["name"]: c for c in report["columns"]}
+    assert cols["x"]["missing"] == 3 and cols["city"]["missing"] == 2 and cols["label"]["role"] == "target"
+    assert cols["city"]["kind"] == "categorical" and cols["x"]["kind"] == "numeric"
+    assert cols["x"]["mean"] == pytest.approx(frame["x"].mean(), rel=1e-4)
+    assert cols["const"].get("constant") and cols["x_copy"].get("duplicate_of") == "x"
+    classes = {c["class"]: c for c in report["target"]["classes"]}
+    assert classes["common"]["count"] == 104 and classes["rare"]["count"] == 20
+    assert report["target"]["imbalance_ratio"] == pytest.approx(5.2)
+    assert report["duplicates"]["duplicate_rows"] == int(frame.duplicated().sum()) >= 4
+    shared = report["duplicates"]["shared_between_splits"]
+    assert sum(shared.values()) >= 1            # 4 duplicated rows spread over 3 splits: some land in two
+    text = " ".join(report["warnings"])
+    for needle in ("class imbalance", "constant", "duplicates column 'x'", "duplicate row", "missing value"):
+        assert needle in text, needle
+    for needle in ("target distribution", "common", "columns", "warning:", "binary (inferred)"):
+        assert needle in stdout, needle
+    assert report["config"]["data"]["path"] == str(p)
+
+
+def test_analyze_same_split_as_train(tmp_path, capsys, messy_csv):
+    from netkiln.data import load_dataset
+
+    p, _ = messy_csv
+    _, out, _, _ = analyze(tmp_path, capsys, "data=csv", f"data.path={p}", "data.target=label", "seed=5")
+    report = json.loads((out / "analysis.json").read_text())
+    ds = load_dataset({"name": "csv", "path": str(p), "target": "label"}, seed=5)
+    assert report["splits"] == ds.split_sizes
+    per_split = {s: sum(c[s] for c in report["target"]["classes"]) for s in ("train", "val", "test")}
+    assert per_split == ds.split_sizes
+
+
+def test_analyze_builtin_and_regression(tmp_path, capsys):
+    rc, out, stdout, _ = analyze(tmp_path, capsys, "data=diabetes")
+    assert rc == 0 and "regression" in stdout
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["target"]["kind"] == "values" and len(report["features"]) == 10
+    assert (out / "analysis.png").exists()
+
+
+def test_analyze_sequences_and_images(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "seq.npz", x=rng.normal(size=(60, 16, 2)), y=np.arange(60) % 3)
+    rc, out, _, _ = analyze(tmp_path, capsys, "data=npz", f"data.path={tmp_path / 'seq.npz'}", name="seq")
+    assert rc == 0 and (out / "analysis.png").read_bytes()[:8] == PNG
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["layout"] == "sequence" and [f["name"] for f in report["features"]][0].startswith("feature 0")
+
+    from test_data_npz_images import make_images
+    root = make_images(tmp_path / "shapes", per_class=6)
+    rc, out, stdout, _ = analyze(tmp_path, capsys, "data=images", f"data.path={root}", "data.image_size=[8,8]",
+                                 name="img")
+    assert rc == 0 and (out / "analysis.png").read_bytes()[:8] == PNG
+    report = json.loads((out / "analysis.json").read_text())
+    assert report["input_shape"] == [3, 8, 8] and len(report["features"]) == 3
+    assert "files" not in report["source"]
+
+
+def test_analyze_bad_input_leaves_nothing(tmp_path, capsys, messy_csv):
+    p, _ = messy_csv
+    rc, out, _, err = analyze(tmp_path, capsys, "data=csv", f"data.path={p}", "data.target=labl")
+    assert rc == 2 and "Did you mean 'label'" in err and "Traceback" not in err
+    assert not out.exists()
