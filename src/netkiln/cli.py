@@ -14,6 +14,8 @@ COMMANDS = {
     "train": ("netkiln.commands.train", "train a model: netkiln train model=gru optimizer.lr=3e-3 (-m for sweeps)"),
     "summary": ("netkiln.commands.summary", "print the compiled model's layer table, without training"),
     "analyze": ("netkiln.commands.analyze", "describe the data: tables, analysis.json and a PNG; nothing trained"),
+    "evaluate": ("netkiln.commands.evaluate", "metrics and plots of a trained run: netkiln evaluate run=DIR"),
+    "predict": ("netkiln.commands.predict", "predict new rows: netkiln predict run=DIR input=new.csv output=pred.csv"),
 }
 
 USAGE = """usage: netkiln <command> [key=value ...] [hydra flags]

@@ -242,7 +242,7 @@ def _detect_kind(series, col: str, plan: TablePlan, tf: TableFile, path: str) ->
                         errors="coerce")
     share = float(num.notna().mean())
     if share >= NUMERIC_SHARE:
-        _to_numeric(series, col, tf, f"{path}.features")     # raises with the first bad value's line
+        _to_numeric(series, col, tf, None)     # raises with the first bad value's line
         return "numeric"
     return "categorical"
 
@@ -312,7 +312,7 @@ def fit_columns(frame, plan: TablePlan, tf: TableFile | None = None, path: str =
         strategy = plan.strategy(col)
         spec: dict[str, Any] = {"name": col, "kind": kind, "dtype": str(frame[col].dtype)}
         if kind == "numeric":
-            v = _to_numeric(frame[col], col, tf, f"{path}.features")
+            v = _to_numeric(frame[col], col, tf, None)
             present = v[~np.isnan(v)]
             if strategy in ("mean", "median", "most_frequent"):
                 if len(present) == 0:
@@ -556,11 +556,11 @@ def load_table(node: dict, path: str) -> RawSource:
     def prepare(train_idx: np.ndarray):
         train = frame.iloc[train_idx]
         specs = fit_columns(train, plan, tf, path)
-        x = apply_columns(frame, specs, tf, f"{path}.features")
+        x = apply_columns(frame, specs, tf, None)
         check_finite(x, frame, specs, tf, path)
         x_test = None
         if test_frame is not None:
-            x_test = apply_columns(test_frame, specs, test_tf, f"{path}.test_path")
+            x_test = apply_columns(test_frame, specs, test_tf, None)
             check_finite(x_test, test_frame, specs, test_tf, path)
         feature_names = [o for s in specs for o in s["outputs"]]
         prep = {

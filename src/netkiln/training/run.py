@@ -60,6 +60,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
                                "to continue.", key="resume")
         ckpt_path = str(last)
 
+    from netkiln.training.finetune import apply_finetune
+    apply_finetune(cfg, network)            # init_from=RUN, freeze=[...]: before the summary shows frozen params
     summary = summary_table(network)
     write_text_atomic(run_dir / "summary.txt", summary + "\n")
 
@@ -113,4 +115,6 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         "task": task.to_dict(),
     }
     write_json_atomic(run_dir / "metrics.json", metrics)
+    from netkiln.artifacts.bundle import save_bundle
+    save_bundle(run_dir, cfg, dataset, network, metrics)     # model/: what evaluate, predict and export load
     return metrics

@@ -1,0 +1,336 @@
+"""The model bundle a run leaves in `model/`: enough to evaluate, predict and export, with no pickle.
+
+    model/
+      config.yaml          the resolved model spec, data config, loss, seed, task and input shape
+      weights.safetensors  the network's state dict (best checkpoint)
+      preprocessing.json   input schema (layout, shape, feature names), fitted preparation, class names
+      meta.json            bundle format, netkiln / torch / Python versions, param counts, metrics
+
+Saving stages the files in a temporary folder beside `model/` (each written under a temporary name and renamed)
+and then swaps the folder in, so a killed run never leaves a half-written bundle. Loading reads YAML with the safe
+loader, JSON and safetensors only, and compiles the model with netkiln's registered layers; a `_target_` anywhere
+in the bundle's config is refused unless the caller passes `allow_targets=True`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from netkiln.artifacts.files import write_atomic, write_json_atomic, write_text_atomic
+from netkiln.errors import NetkilnError
+
+BUNDLE_DIR = "model"
+BUNDLE_FORMAT = 1            # bump when the layout changes incompatibly; loaders refuse newer formats
+FILES = ("config.yaml", "weights.safetensors", "preprocessing.json", "meta.json")
+
+
+@dataclass
+class Bundle:
+    path: Path                          # the model/ folder
+    config: dict                        # config.yaml
+    preprocessing: dict                 # preprocessing.json
+    meta: dict                          # meta.json
+    network: Any = None                 # the compiled Network with the weights loaded, in eval mode
+    task: Any = None                    # netkiln.task.Task
+
+    @property
+    def run_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def input_shape(self) -> tuple:
+        return tuple(int(s) for s in self.preprocessing["input_shape"])
+
+    @property
+    def layout(self) -> str:
+        return self.preprocessing["layout"]
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        return self.preprocessing.get("feature_names")
+
+    @property
+    def preparation(self) -> dict:
+        """The fitted preparation steps, as `Dataset.preprocessing` held them (e.g. {"standardize": {...}})."""
+        return self.preprocessing.get("preparation") or {}
+
+    @property
+    def data_config(self) -> dict:
+        return self.config.get("data") or {}
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.get("seed", 0))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.task.class_names) if self.task is not None else []
+
+
+# --------------------------------------------------------------------------------------------------- save
+def _plain(node: Any) -> Any:
+    if node is None:
+        return None
+    from omegaconf import OmegaConf
+    if OmegaConf.is_config(node):
+        return OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, (list, tuple)):
+        return [_plain(v) for v in node]
+    return node
+
+
+def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple[dict, dict, dict]:
+    """(config, preprocessing, meta) for a trained network on `dataset` composed from the train config `cfg`."""
+    import sys
+
+    import torch
+
+    import netkiln
+    from netkiln.compiler import count_params
+
+    task = dataset.task.to_dict()
+    config = {
+        "model": _plain(cfg.model),
+        "data": _plain(cfg.data),
+        "loss": _plain(cfg.get("loss")),
+        "seed": int(cfg.seed),
+        "task": task,
+        "input_shape": list(dataset.input_shape),
+        "layout": dataset.layout,
+    }
+    preprocessing = {
+        "layout": dataset.layout,
+        "input_shape": list(dataset.input_shape),
+        "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
+        "class_names": task["class_names"],
+        "task": task,
+        "preparation": _plain(dataset.preprocessing) or {},
+    }
+    metrics = metrics or {}
+    meta = {
+        "bundle_format": BUNDLE_FORMAT,
+        "netkiln": netkiln.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "platform": sys.platform,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model_name": getattr(network, "model_name", "model"),
+        "layer_names": list(getattr(network, "layer_names", [])),
+        "params": count_params(network),
+        "data": getattr(dataset, "name", None),
+        "init_from": str(cfg.get("init_from")) if cfg.get("init_from") else None,
+        "freeze": _plain(cfg.get("freeze")),
+        "metrics": {k: metrics[k] for k in ("monitor", "monitored", "val", "test", "epochs", "steps")
+                    if k in metrics},
+    }
+    return config, preprocessing, meta
+
+
+def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: dict, meta: dict) -> Path:
+    """Write the four bundle files to `path` (a `model/` folder), replacing any bundle there."""
+    import yaml
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
+        write_atomic(stage / "weights.safetensors", lambda tmp: save_file(state, tmp, metadata={
+            "format": "pt", "netkiln_bundle": str(BUNDLE_FORMAT)}))
+        write_text_atomic(stage / "config.yaml", "# netkiln model bundle: the resolved config of the run\n"
+                          + yaml.safe_dump(config, sort_keys=False, default_flow_style=None))
+        write_json_atomic(stage / "preprocessing.json", preprocessing)
+        write_json_atomic(stage / "meta.json", meta)          # last: a bundle with meta.json is complete
+        old = None
+        if path.exists():
+            old = path.parent / f".{path.name}.old-{os.getpid()}"
+            os.replace(path, old)
+        os.replace(stage, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+    return path
+
+
+def save_bundle(run_dir: str | os.PathLike, cfg, dataset, network, metrics: dict | None = None) -> Path:
+    """Write `run_dir/model/` for a trained network."""
+    config, preprocessing, meta = bundle_contents(cfg, dataset, network, metrics)
+    return write_bundle(Path(run_dir) / BUNDLE_DIR, network, config, preprocessing, meta)
+
+
+# --------------------------------------------------------------------------------------------------- load
+def find_bundle(run: Any, key: str = "run") -> Path:
+    """The `model/` folder of a run directory (or the bundle folder itself); a NetkilnError otherwise."""
+    if run is None or (isinstance(run, str) and not run.strip()):
+        raise NetkilnError("no run directory given; set run=<the run's folder>, e.g. run=outputs/2026-11-26/13-05-12",
+                           key=key)
+    p = Path(str(run)).expanduser()
+    if not p.exists():
+        raise NetkilnError("no such directory; point run= at a training run's folder (it holds model/, "
+                           "metrics.json, checkpoints/).", key=key, file=str(p))
+    if not p.is_dir():
+        raise NetkilnError("expected a run directory, but this is a file.", key=key, file=str(p))
+    if (p / "meta.json").is_file() and (p / "weights.safetensors").is_file():
+        return p
+    bundle = p / BUNDLE_DIR
+    if (bundle / "meta.json").is_file():
+        return bundle
+    if bundle.is_dir():
+        missing = [f for f in FILES if not (bundle / f).is_file()]
+        raise NetkilnError(f"the model bundle is incomplete (missing {', '.join(missing)}); the run was probably "
+                           "interrupted: resume it with `netkiln train resume=true hydra.run.dir=<run>`.",
+                           key=key, file=str(bundle))
+    metrics = p / "metrics.json"
+    if metrics.is_file():
+        try:
+            status = json.loads(metrics.read_text()).get("status")
+        except (OSError, ValueError):
+            status = None
+        if status == "failed":
+            raise NetkilnError("this trial failed (see error.txt there); it left no model.", key=key, file=str(p))
+        raise NetkilnError("this run has no model/ bundle (it was trained before netkiln wrote bundles); "
+                           "train it again.", key=key, file=str(p))
+    if (p / "checkpoints" / "last.ckpt").is_file():
+        raise NetkilnError("this run has checkpoints but no model/ bundle: it did not finish. Resume it with "
+                           "`netkiln train resume=true hydra.run.dir=<run>`.", key=key, file=str(p))
+    if (p / "multirun.yaml").is_file() or (p / "leaderboard.csv").is_file():
+        raise NetkilnError("this is a sweep folder, not a run; point run= at one trial's folder (e.g. "
+                           f"{p}/0) or at the sweep's best run.", key=key, file=str(p))
+    raise NetkilnError("not a netkiln run directory (no model/ bundle, no metrics.json); point run= at the folder "
+                       "`netkiln train` printed as its run directory.", key=key, file=str(p))
+
+
+def _read_json(path: Path, key: str) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise NetkilnError(f"cannot read the bundle file: {err}", key=key, file=str(path)) from None
+    if not isinstance(data, dict):
+        raise NetkilnError("the bundle file does not hold a JSON object", key=key, file=str(path))
+    return data
+
+
+def _version_tuple(text: str) -> tuple:
+    try:
+        from packaging.version import Version
+        return (Version(str(text)),)
+    except Exception:  # noqa: BLE001 - an unparsable version compares as oldest
+        return ()
+
+
+def check_meta(meta: dict, file: Path, key: str) -> None:
+    """Refuse a bundle written by a newer netkiln or in a newer bundle format."""
+    import netkiln
+
+    fmt = meta.get("bundle_format")
+    written_by = meta.get("netkiln", "unknown")
+    if not isinstance(fmt, int):
+        raise NetkilnError("meta.json has no bundle_format; this is not a netkiln bundle.", key=key, file=str(file))
+    if fmt > BUNDLE_FORMAT:
+        raise NetkilnError(f"this bundle was written by netkiln {written_by} in bundle format {fmt}, but netkiln "
+                           f"{netkiln.__version__} reads format {BUNDLE_FORMAT} at most; upgrade netkiln "
+                           "(pip install -U netkiln).", key=key, file=str(file))
+    mine, theirs = _version_tuple(netkiln.__version__), _version_tuple(written_by)
+    if mine and theirs and theirs > mine:
+        raise NetkilnError(f"this bundle was written by a newer netkiln ({written_by}) than the one installed "
+                           f"({netkiln.__version__}); upgrade netkiln to load it.", key=key, file=str(file))
+
+
+def find_targets(node: Any, path: str = "") -> list[tuple[str, Any]]:
+    """Every `_target_` entry in a nested config: [(config path, target)]."""
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if k == "_target_":
+                found.append((sub, v))
+            else:
+                found.extend(find_targets(v, sub))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            found.extend(find_targets(v, f"{path}[{i}]"))
+    return found
+
+
+def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> Bundle:
+    """Read and check the bundle's config, preprocessing and meta files (no weights, no model)."""
+    import yaml
+
+    path = find_bundle(run, key)
+    meta = _read_json(path / "meta.json", key)
+    check_meta(meta, path / "meta.json", key)
+    for name in FILES:
+        if not (path / name).is_file():
+            raise NetkilnError(f"the model bundle has no {name}", key=key, file=str(path))
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as err:
+        raise NetkilnError(f"cannot read the bundle's config: {' '.join(str(err).split())}", key=key,
+                           file=str(path / "config.yaml")) from None
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "task" not in config:
+        raise NetkilnError("the bundle's config has no model or task", key=key, file=str(path / "config.yaml"))
+    targets = find_targets(config.get("model"), "model")
+    if targets and not allow_targets:
+        where, target = targets[0]
+        raise NetkilnError(f"the bundle's config names an arbitrary class to import ({where} = {target!r}); "
+                           "netkiln only builds its own registered layers from a bundle. If you trust this bundle, "
+                           "pass allow_targets=true.", key=key, file=str(path / "config.yaml"))
+    preprocessing = _read_json(path / "preprocessing.json", key)
+    for needed in ("layout", "input_shape"):
+        if needed not in preprocessing:
+            raise NetkilnError(f"preprocessing.json has no '{needed}'", key=key, file=str(path / "preprocessing.json"))
+    return Bundle(path=path, config=config, preprocessing=preprocessing, meta=meta)
+
+
+def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> Bundle:
+    """Read the bundle, compile its model with netkiln's layers and load the weights (eval mode, CPU)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from netkiln.compiler import compile_model
+    from netkiln.task import Task
+
+    bundle = read_bundle(run, allow_targets=allow_targets, key=key)
+    try:
+        task = Task.from_dict(bundle.config["task"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise NetkilnError(f"the bundle's task is malformed ({err})", key=key,
+                           file=str(bundle.path / "config.yaml")) from None
+    network = compile_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
+    weights = bundle.path / "weights.safetensors"
+    try:
+        state = load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise NetkilnError(f"cannot read the weights: {err}", key=key, file=str(weights)) from None
+    expected = network.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing[:5])}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected[:5])}")
+        if wrong:
+            parts.append("wrong shape for " + ", ".join(
+                f"{k} {tuple(state[k].shape)} (model has {tuple(expected[k].shape)})" for k in wrong[:5]))
+        raise NetkilnError(f"the weights do not fit the bundle's model ({'; '.join(parts)}).", key=key,
+                           file=str(weights))
+    network.load_state_dict(state)
+    network.eval()
+    bundle.network, bundle.task = network, task
+    return bundle

@@ -1,0 +1,209 @@
+"""`netkiln evaluate`: a bundle's metrics on one split of its data (or on other labelled data), with plots.
+
+The run's own data is rebuilt exactly as training built it (same config, same seed, same split); other data
+(`data=...`) is prepared with the bundle's saved preparation, never refitted.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from netkiln.artifacts.bundle import Bundle
+from netkiln.artifacts.files import write_json_atomic, write_text_atomic
+from netkiln.errors import NetkilnError
+
+log = logging.getLogger("netkiln")
+
+SPLITS = ("auto", "train", "val", "test", "all")
+
+
+# ------------------------------------------------------------------------------------------------ data
+def _json_plain(value: Any) -> Any:
+    from netkiln.artifacts.files import _json_default
+    return json.loads(json.dumps(value, default=_json_default))
+
+
+def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor, torch.Tensor]:
+    if split not in SPLITS:
+        from netkiln.errors import did_you_mean
+        raise NetkilnError(f"unknown split {split!r}.{did_you_mean(split, SPLITS)} Choose one of: "
+                           f"{', '.join(SPLITS)}.", key="split")
+    if split == "auto":
+        split = ("test" if len(dataset.x_test) else "val") if own_data else "all"
+    if split == "all":
+        x = torch.cat([dataset.x_train, dataset.x_val, dataset.x_test])
+        y = torch.cat([dataset.y_train, dataset.y_val, dataset.y_test])
+        return split, x, y
+    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+    if len(x) == 0:
+        raise NetkilnError(f"the {split} split of this run's data is empty; choose split=val, test or train.",
+                           key="split")
+    return split, x, y
+
+
+def run_data(bundle: Bundle, split: str):
+    """(name, split, x, y) from the run's own data config, rebuilt as in training."""
+    from netkiln.data import load_dataset
+
+    dataset = load_dataset(bundle.data_config, seed=bundle.seed)
+    if _json_plain(dataset.preprocessing) != _json_plain(bundle.preparation):
+        log.warning("the data's fitted preparation differs from the one saved with the model (the data files "
+                    "changed since training?); evaluating on the data as it is now")
+    split, x, y = _pick_split(dataset, split, own_data=True)
+    _check_task(bundle, dataset.task, dataset.input_shape)
+    return dataset.name, split, x, y
+
+
+def _check_task(bundle: Bundle, task, input_shape) -> None:
+    mine = bundle.task
+    if task.kind != mine.kind or task.num_outputs != mine.num_outputs:
+        raise NetkilnError(f"the data is a {task.kind} task with {task.num_outputs} output(s), but the model "
+                           f"predicts {mine.kind} with {mine.num_outputs}; evaluate it on data like its training "
+                           "data.", key="data")
+    if input_shape is not None and tuple(input_shape) != tuple(bundle.input_shape):
+        raise NetkilnError(f"the data's rows have shape {tuple(input_shape)}, but the model takes "
+                           f"{tuple(bundle.input_shape)}.", key="data")
+
+
+def other_data(bundle: Bundle, data_cfg, split: str):
+    """(name, split, x, y) from a different data config, prepared with the bundle's saved preparation."""
+    from netkiln.data import load_dataset
+    from netkiln.data.config import to_plain
+
+    node = to_plain(data_cfg)
+    prep = bundle.preparation
+    if prep.get("kind") == "table":
+        return _other_table(bundle, node, split)
+    node["standardize"] = False              # the bundle's statistics are applied below, not refitted
+    dataset = load_dataset(node, seed=bundle.seed)
+    split, x, y = _pick_split(dataset, split, own_data=False)
+    _check_task(bundle, dataset.task, None)
+    from netkiln.artifacts.inputs import Chunk, InputFile
+    from netkiln.artifacts.predictions import prepare_chunk
+    x = prepare_chunk(bundle, Chunk(0, x.numpy()), InputFile(Path(str(node.get("path", node.get("name")))), "npy",
+                                                              key="data"))
+    return dataset.name, split, x, y
+
+
+def _other_table(bundle: Bundle, node: dict, split: str):
+    """A labelled table for a model trained on a table: features and target columns as saved in the bundle."""
+    from netkiln.data import prepare_features, read_table
+
+    if split not in ("auto", "all"):
+        raise NetkilnError("on another table every row is evaluated; leave split at auto (or all).", key="split")
+    prep = bundle.preparation
+    frame = read_table(node.get("path"), format=node.get("format", "auto"), delimiter=node.get("delimiter"),
+                       key="data.path")
+    target = prep.get("target") or {}
+    columns = [str(c) for c in target.get("columns", [])]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NetkilnError(f"the table has no target column {missing[0]!r}; evaluation needs the true values",
+                           key="data.path", file=str(node.get("path")))
+    frame = frame[frame[columns].notna().all(axis=1)].reset_index(drop=True)
+    try:
+        x = prepare_features(frame.drop(columns=columns), prep, allow_extra=True)
+    except NetkilnError as err:
+        raise NetkilnError(err.message, key="data.path", file=str(node.get("path")), column=err.column) from None
+    task = bundle.task
+    if task.is_classification:
+        values = target.get("class_values") or list(task.class_names)
+        lookup = {str(v): i for i, v in enumerate(values)}
+        raw = frame[columns[0]].astype(str).str.strip()
+        unknown = sorted(set(raw) - set(lookup))
+        if unknown:
+            raise NetkilnError(f"the target column has values the model never saw: {', '.join(unknown[:5])}",
+                               key="data.path", file=str(node.get("path")), column=columns[0])
+        y = torch.tensor([lookup[v] for v in raw], dtype=torch.int64)
+    else:
+        y = torch.from_numpy(frame[columns].to_numpy(dtype=np.float32))
+    return Path(str(node.get("path"))).name, "all", x, y
+
+
+# ------------------------------------------------------------------------------------------------ report
+def per_class_table(confusion: np.ndarray, labels: list) -> list[dict]:
+    rows = []
+    for i, label in enumerate(labels):
+        tp = int(confusion[i, i])
+        support = int(confusion[i].sum())
+        predicted = int(confusion[:, i].sum())
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"class": label, "precision": round(precision, 6), "recall": round(recall, 6),
+                     "f1": round(f1, 6), "support": support})
+    return rows
+
+
+def _format_table(rows: list[dict]) -> str:
+    head = list(rows[0])
+    cells = [[str(r[h]) if not isinstance(r[h], float) else f"{r[h]:.4f}" for h in head] for r in rows]
+    width = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(head)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(head, width))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(cell, width)) for cell in cells]
+    return "\n".join(lines)
+
+
+def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: Any = None,
+                    plots: bool = True, batch_size: int = 1024) -> dict:
+    """Metrics, per-class table and plots of the bundle's model; writes `<out>/evaluation.json`."""
+    from netkiln.artifacts import plots as plotting
+    from netkiln.artifacts.predictions import class_labels, forward, target_names
+    from netkiln.training.evaluate import evaluate_split
+    from netkiln.training.losses import make_loss
+
+    if data_cfg is None:
+        data_name, split, x, y = run_data(bundle, split)
+    else:
+        data_name, split, x, y = other_data(bundle, data_cfg, split)
+    task, network = bundle.task, bundle.network
+    loss_name, loss_fn = make_loss(bundle.config.get("loss") or {"name": "auto"}, task)
+    metrics = evaluate_split(network, task, loss_fn, x, y, batch_size=batch_size)
+    out = Path(str(out)) if out else bundle.run_dir / "evaluation"
+    out.mkdir(parents=True, exist_ok=True)
+    outputs = forward(network, x, batch_size)
+    report: dict[str, Any] = {"run": str(bundle.run_dir), "data": data_name, "split": split, "rows": int(len(x)),
+                              "task": task.to_dict(), "loss": loss_name, "metrics": metrics, "files": {}}
+    files = report["files"]
+    if task.is_classification:
+        labels = [str(v) for v in class_labels(bundle)]
+        if task.kind == "binary":
+            predicted = (outputs.reshape(-1) > 0).long()
+        else:
+            predicted = outputs.argmax(dim=1)
+        k = task.num_classes
+        confusion = torch.bincount(y.long() * k + predicted, minlength=k * k).reshape(k, k).numpy()
+        report["confusion_matrix"] = confusion.tolist()
+        report["labels"] = labels
+        report["per_class"] = per_class_table(confusion, labels)
+        header = "class,precision,recall,f1,support\n"
+        body = "".join(f"{r['class']},{r['precision']},{r['recall']},{r['f1']},{r['support']}\n"
+                       for r in report["per_class"])
+        files["per_class"] = str(write_text_atomic(out / "per_class.csv", header + body))
+        if plots:
+            files["confusion_matrix"] = str(plotting.confusion_matrix(
+                confusion, labels, out / "confusion_matrix.png", title=f"Confusion matrix ({data_name}, {split})"))
+    elif plots:
+        files["residuals"] = str(plotting.residuals(y.numpy(), outputs.numpy(), out / "residuals.png",
+                                                    names=target_names(bundle)))
+    if plots:
+        curves = plotting.learning_curves(bundle.run_dir / "history.csv", out / "curves.png")
+        if curves is not None:
+            files["curves"] = str(curves)
+    files["evaluation"] = str(out / "evaluation.json")
+    write_json_atomic(out / "evaluation.json", report)
+    return report
+
+
+def format_report(report: dict) -> str:
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items())
+    lines = [f"{report['data']} ({report['split']}, {report['rows']} rows): {metrics}"]
+    if report.get("per_class"):
+        lines += ["", _format_table(report["per_class"])]
+    lines += ["", f"written to {Path(report['files']['evaluation']).parent}"]
+    return "\n".join(lines)

@@ -1,0 +1,320 @@
+"""Predictions from a bundle: apply the saved preparation to new raw rows, run the network, write a table.
+
+`predict_file` streams: each chunk of the input is prepared, predicted and appended to the output (written under
+a temporary name and renamed at the end), so memory stays bounded by the chunk size, not the file size.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from netkiln.artifacts.bundle import Bundle
+from netkiln.artifacts.inputs import Chunk, InputFile
+from netkiln.errors import NetkilnError, did_you_mean
+
+log = logging.getLogger("netkiln")
+
+OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "parquet"}
+
+
+# ------------------------------------------------------------------------------------------------ preparation
+def _prepare_features():
+    """The data package's `prepare_features` (re-applies any saved preparation), when this netkiln has it."""
+    try:
+        from netkiln.data import prepare_features
+    except ImportError:  # pragma: no cover - older data package: standardisation only
+        return None
+    return prepare_features
+
+
+def _relocate(err: NetkilnError, file: InputFile, start: int) -> NetkilnError:
+    """The data package's error about a chunk, re-pointed at the input file and the chunk's rows."""
+    message = err.message
+    if start:
+        message += f" (in the chunk starting at data row {start})"
+    return NetkilnError(message, key=file.key, file=str(file.path), line=err.line, column=err.column)
+
+
+def _table_to_array(frame, bundle: Bundle, allow_extra: bool, file: InputFile) -> np.ndarray:
+    """A table for a model trained on arrays (built-in flat data): pick the saved feature columns in order."""
+    names = bundle.feature_names
+    if bundle.layout != "flat" or not names:
+        raise NetkilnError(f"this model takes {bundle.layout} input of shape {tuple(bundle.input_shape)}, which a "
+                           "table cannot hold; give an .npz or .npy file with rows of that shape", key=file.key,
+                           file=str(file.path))
+    have = [str(c) for c in frame.columns]
+    missing = [n for n in names if n not in have]
+    if missing:
+        extra = [c for c in have if c not in names]
+        hint = "".join(did_you_mean(m, extra) for m in missing[:1])
+        raise NetkilnError(f"the input lacks the column{'s' if len(missing) > 1 else ''} "
+                           f"{', '.join(repr(m) for m in missing[:10])}{' ...' if len(missing) > 10 else ''} that "
+                           f"the model was trained on.{hint} Expected columns: {', '.join(names)}.",
+                           key=file.key, file=str(file.path), column=missing[0])
+    extra = [c for c in have if c not in names]
+    if extra and not allow_extra:
+        raise NetkilnError(f"the input has column{'s' if len(extra) > 1 else ''} the model was not trained on: "
+                           f"{', '.join(repr(e) for e in extra[:10])}; remove them, or pass allow_extra=true to "
+                           "ignore them", key=file.key, file=str(file.path), column=extra[0])
+    sub = frame[names]
+    for col in names:
+        if not np.issubdtype(sub[col].dtype, np.number):
+            values = sub[col]
+            import pandas as pd
+            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
+            row = int(bad.index[0]) if len(bad) else None
+            raise NetkilnError(f"expected numbers, found {bad.iloc[0]!r}" + (f" in data row {row}" if row is not None
+                                                                               else ""),
+                               key=file.key, file=str(file.path), column=col)
+    x = sub.to_numpy(dtype=np.float32)
+    return x
+
+
+def _check_finite(x: np.ndarray, file: InputFile, start: int) -> None:
+    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+    if not finite.all():
+        row = int(np.argmin(finite)) + start
+        raise NetkilnError(f"data row {row} has a missing, NaN or infinite value; the model needs every input "
+                           "value", key=file.key, file=str(file.path))
+
+
+def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra: bool = False) -> torch.Tensor:
+    """One chunk of raw input → the float32 tensor the network takes, via the saved preparation."""
+    prep = bundle.preparation
+    kind = prep.get("kind")
+    prepare = _prepare_features()
+    data = chunk.data
+    if file.is_table and kind == "table":
+        if prepare is None:  # pragma: no cover
+            raise NetkilnError("this netkiln cannot prepare tables for this model", key=file.key)
+        try:
+            return prepare(data, prep, allow_extra=allow_extra)
+        except NetkilnError as err:
+            raise _relocate(err, file, chunk.start) from None
+    if kind == "table":
+        raise NetkilnError("this model was trained on a table; give the rows as a .csv or .parquet file with the "
+                           f"columns {', '.join(bundle.feature_names or [])}", key=file.key, file=str(file.path))
+    if file.is_table:
+        data = _table_to_array(data, bundle, allow_extra, file)
+    x = np.asarray(data)
+    if x.dtype != np.float32:
+        x = x.astype(np.float32)
+    raw_shape = prep.get("raw_shape")
+    accepted = [tuple(bundle.input_shape)] + ([tuple(raw_shape)] if raw_shape else [])
+    if x.ndim < 1 or tuple(x.shape[1:]) not in accepted:
+        shown = " or ".join(str(s) for s in dict.fromkeys(accepted))
+        raise NetkilnError(f"expected rows of shape {shown} (N rows first), got an array of shape {x.shape}",
+                           key=file.key, file=str(file.path))
+    if kind in ("arrays", "images") and prepare is not None:
+        try:
+            return prepare(x, prep)
+        except NetkilnError as err:
+            raise _relocate(err, file, chunk.start) from None
+    _check_finite(x, file, chunk.start)
+    unknown = sorted(set(prep) - {"standardize", "kind", "format"})
+    if unknown:
+        raise NetkilnError(f"the bundle's preparation has steps this netkiln cannot apply ({', '.join(unknown)})",
+                           key="run", file=str(bundle.path / "preprocessing.json"))
+    if "standardize" in prep:
+        from netkiln.data.preprocess import apply_standardize
+        x = apply_standardize(x, prep["standardize"])
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+# ------------------------------------------------------------------------------------------------ outputs
+@torch.no_grad()
+def forward(network, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    network.eval()
+    if len(x) <= batch_size:
+        return network(x)
+    return torch.cat([network(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def class_labels(bundle: Bundle) -> list:
+    """The labels predictions are written with: the table's original target values, else the class names."""
+    target = bundle.preparation.get("target") or {}
+    values = target.get("class_values")
+    if values and len(values) == bundle.task.num_classes:
+        return list(values)
+    names = list(bundle.task.class_names)
+    if len(names) == bundle.task.num_classes:
+        return names
+    return list(range(bundle.task.num_classes))
+
+
+def target_names(bundle: Bundle) -> list[str]:
+    target = bundle.preparation.get("target") or {}
+    cols = target.get("columns") or []
+    return [str(c) for c in cols] if len(cols) == bundle.task.num_outputs else []
+
+
+def probabilities(task, outputs: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (N, classes) from the network's logits."""
+    if task.kind == "binary":
+        p1 = torch.sigmoid(outputs.reshape(-1))
+        return torch.stack([1 - p1, p1], dim=1)
+    return torch.softmax(outputs, dim=1)
+
+
+def output_frame(bundle: Bundle, outputs: torch.Tensor, index=None):
+    """A DataFrame with `prediction` (label or value) and, for classifiers, one `prob_<class>` column a class."""
+    import pandas as pd
+
+    task = bundle.task
+    if task.is_classification:
+        probs = probabilities(task, outputs).numpy()
+        labels = class_labels(bundle)
+        pred = np.asarray(labels, dtype=object)[probs.argmax(axis=1)]
+        try:
+            pred = pred.astype(type(labels[0])) if labels and isinstance(labels[0], (int, float, str)) else pred
+        except (TypeError, ValueError):
+            pass
+        columns = {"prediction": pred}
+        for i, label in enumerate(labels):
+            columns[f"prob_{label}"] = probs[:, i]
+        return pd.DataFrame(columns, index=index)
+    values = outputs.reshape(len(outputs), -1).numpy()
+    if values.shape[1] == 1:
+        return pd.DataFrame({"prediction": values[:, 0]}, index=index)
+    names = target_names(bundle) or [str(i) for i in range(values.shape[1])]
+    return pd.DataFrame({f"prediction_{n}": values[:, i] for i, n in enumerate(names)}, index=index)
+
+
+def raw_feature_columns(bundle: Bundle) -> set:
+    """The input columns the model reads (before one-hot encoding etc.)."""
+    prep = bundle.preparation
+    if prep.get("kind") == "table":
+        return {str(spec["name"]) for spec in prep.get("columns", [])}
+    return set(bundle.feature_names or [])
+
+
+def predict_arrays(bundle: Bundle, x, batch_size: int = 4096):
+    """Predictions for prepared or raw rows already in memory (a numpy array or tensor), as a DataFrame."""
+    from netkiln.artifacts.inputs import InputFile as _In
+
+    file = _In(Path("<array>"), "npy", key="x")
+    tensor = prepare_chunk(bundle, Chunk(0, np.asarray(x)), file)
+    return output_frame(bundle, forward(bundle.network, tensor, batch_size))
+
+
+# ------------------------------------------------------------------------------------------------ writing
+def output_format(path: Any, key: str = "output") -> str:
+    if path is None or (isinstance(path, str) and not path.strip()):
+        raise NetkilnError("no output file given; set output=<predictions.csv|.parquet>", key=key)
+    fmt = OUTPUT_FORMATS.get(Path(str(path)).suffix.lower())
+    if fmt is None:
+        raise NetkilnError(f"cannot tell the output format from '{Path(str(path)).suffix}'; name the output "
+                           ".csv, .tsv or .parquet", key=key)
+    return fmt
+
+
+class _TableWriter:
+    """Appends DataFrames to a CSV/TSV (header once) or a Parquet file (one row group a chunk)."""
+
+    def __init__(self, path: str, fmt: str):
+        self.path, self.format = path, fmt
+        self._fh = None
+        self._pq = None
+
+    def write(self, frame) -> None:
+        if self.format == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._pq is None:
+                self._pq = pq.ParquetWriter(self.path, table.schema)
+            self._pq.write_table(table)
+            return
+        header = self._fh is None
+        if header:
+            self._fh = open(self.path, "w", newline="", encoding="utf-8")
+        frame.to_csv(self._fh, sep="\t" if self.format == "tsv" else ",", index=False, header=header)
+
+    def close(self) -> None:
+        if self._pq is not None:
+            self._pq.close()
+        if self._fh is not None:
+            self._fh.close()
+
+
+def _progress(enabled: Any, total: int | None, chunk_rows: int):
+    """A rich progress bar on stderr for long inputs (auto: more than one chunk and a terminal)."""
+    if enabled in (None, "auto"):
+        enabled = sys.stderr.isatty() and (total is None or total > chunk_rows)
+    if not enabled:
+        return None
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    progress = Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                        console=Console(stderr=True), transient=True)
+    return progress
+
+
+def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: int = 10000,
+                 allow_extra: bool = False, keep_columns: list[str] | None = None, progress: Any = "auto",
+                 batch_size: int = 4096) -> dict:
+    """Predict every row of `file` into `output` (CSV/TSV/Parquet), chunk by chunk. Returns a small report."""
+    import pandas as pd
+
+    from netkiln.artifacts.files import write_atomic
+
+    fmt = output_format(output)
+    out = Path(str(output)).expanduser()
+    if out.resolve() == file.path.resolve():
+        raise NetkilnError("the output would overwrite the input file; choose another output path", key="output")
+    keep = list(keep_columns or [])
+    if keep and not file.is_table:
+        raise NetkilnError("keep_columns needs a table input (.csv or .parquet)", key="keep_columns")
+    total = None
+    bar = None
+    if progress not in (False, "false"):
+        try:
+            total = file.rows() if progress not in (None, "auto") or sys.stderr.isatty() else None
+        except Exception:  # noqa: BLE001 - the bar is optional; reading the data reports real errors
+            total = None
+        bar = _progress(progress, total, chunk_rows)
+    stats = {"rows": 0, "chunks": 0}
+
+    def write(tmp: str) -> None:
+        writer = _TableWriter(tmp, fmt)
+        task_id = bar.add_task("predict", total=total) if bar is not None else None
+        try:
+            for chunk in file.chunks(chunk_rows):
+                chunk_for_model = chunk
+                if keep:
+                    missing = [c for c in keep if c not in chunk.data.columns]
+                    if missing:
+                        raise NetkilnError(f"keep_columns names {', '.join(map(repr, missing))}, which the input "
+                                           "does not have", key="keep_columns", file=str(file.path))
+                if keep:   # pass-through columns that are not features must not count as extra columns
+                    features = raw_feature_columns(bundle)
+                    chunk_for_model = Chunk(chunk.start, chunk.data.drop(columns=[c for c in keep if c not in features]))
+                x = prepare_chunk(bundle, chunk_for_model, file, allow_extra=allow_extra)
+                frame = output_frame(bundle, forward(bundle.network, x, batch_size))
+                if keep:
+                    kept = chunk.data[keep].reset_index(drop=True)
+                    frame = frame.rename(columns={c: f"{c}_predicted" for c in frame.columns if c in keep})
+                    frame = pd.concat([kept, frame], axis=1)
+                writer.write(frame)
+                stats["rows"] += len(frame)
+                stats["chunks"] += 1
+                if bar is not None:
+                    bar.update(task_id, advance=len(frame))
+            if stats["rows"] == 0:
+                raise NetkilnError("the input has no data rows", key=file.key, file=str(file.path))
+        finally:
+            writer.close()
+
+    if bar is not None:
+        with bar:
+            write_atomic(out, write)
+    else:
+        write_atomic(out, write)
+    stats["output"] = str(out)
+    return stats
