@@ -368,3 +368,14 @@ def test_train_end_to_end_on_a_csv(tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["task"]["class_names"] == ["no", "yes"]
     assert metrics["test"]["acc"] > 0.85, metrics["test"]
+
+
+def test_parquet_errors_name_the_row(tmp_path):
+    frame = pd.DataFrame({"v": [str(i) for i in range(30)], "label": [0, 1] * 15})
+    frame.loc[12, "v"] = "twelve"
+    frame.to_parquet(tmp_path / "p.parquet")
+    e = err(cfg(tmp_path / "p.parquet"))
+    assert e.line is None and "data row 12" in str(e)
+    assert e.file.endswith("p.parquet") and e.column == "v" and "'twelve'" in str(e)
+    (tmp_path / "bad.parquet").write_bytes(b"PAR1 nonsense")
+    assert "not a readable Parquet file" in str(err(cfg(tmp_path / "bad.parquet")))

@@ -185,3 +185,9 @@ def test_train_on_an_image_folder(tmp_path):
     rc = main(["train", "data=images", f"data.path={root}", "data.image_size=[8,8]", "model=mlp",
                "trainer.max_epochs=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"])
     assert rc == 0 and (run / "metrics.json").exists()
+
+
+def test_npz_object_arrays_are_refused(tmp_path):
+    p = tmp_path / "o.npz"
+    np.savez(p, x=np.array([[1, "a"], [2, None]], dtype=object), y=np.array([0, 1]))
+    assert "Python objects" in str(err({"name": "npz", "path": str(p)}))

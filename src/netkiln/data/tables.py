@@ -79,6 +79,13 @@ class TableFile:
         """NetkilnError location arguments for data row `row`."""
         return {"file": str(self.path), "line": self.line_of(row)}
 
+    def error(self, message: str, row: int, *, key: str | None = None, column: str | None = None) -> NetkilnError:
+        """A NetkilnError at data row `row`: its line for text files, 'data row N' for Parquet."""
+        line = self.line_of(row)
+        if line is None:
+            message = f"data row {row} (0-based): {message}"
+        return NetkilnError(message, key=key, file=str(self.path), line=line, column=column)
+
     def row_text(self, row: int) -> str:
         """'line 7' for text files, 'row 5' (0-based data row) for Parquet."""
         line = self.line_of(row)

@@ -214,7 +214,7 @@ def _to_numeric(series, col: str, tf: TableFile | None, key: str | None, forced:
                f"({int(bad.sum())} such value{'s' if bad.sum() != 1 else ''}). Fix or blank it, add it to "
                f"data.na_values to read it as missing{how}")
         if tf is not None:
-            raise NetkilnError(msg, key=key, column=col, **tf.where(int(row)))
+            raise tf.error(msg, int(row), key=key, column=col)
         raise NetkilnError(f"row {row}: {msg}", key=key, column=col)
     return num.to_numpy(dtype=np.float64, na_value=np.nan)
 
@@ -447,7 +447,7 @@ def check_finite(x: np.ndarray, frame, specs: list[dict], tf: TableFile | None, 
            if strategy == "none" else "replace the value")
     msg = f"NaN or infinite values left after preparation: column '{name}' is {what} here; {how}"
     if tf is not None:
-        raise NetkilnError(msg, key=f"{path}.missing", column=name, **tf.where(int(row)))
+        raise tf.error(msg, int(row), key=f"{path}.missing", column=name)
     raise NetkilnError(f"row {row}: {msg}", key=f"{path}.missing", column=name)
 
 
@@ -500,8 +500,8 @@ def _split_from_column(frame, col: str, tf: TableFile, path: str) -> dict[str, n
     bad = names.isna()
     if bad.any():
         row = frame.index[np.flatnonzero(bad.to_numpy())[0]]
-        raise NetkilnError(f"the split column '{col}' holds {frame[col].loc[row]!r}; use train, val or test",
-                           key=f"{path}.split_column", column=col, **tf.where(int(row)))
+        raise tf.error(f"the split column '{col}' holds {frame[col].loc[row]!r}; use train, val or test", int(row),
+                       key=f"{path}.split_column", column=col)
     out = {}
     for part in ("train", "val", "test"):
         idx = np.flatnonzero((names == part).to_numpy())
@@ -590,9 +590,8 @@ def _encode_test_target(frame, plan: TablePlan, task: Task, target_info: dict, t
     unknown = codes < 0
     if unknown.any():
         row = frame.index[np.flatnonzero(unknown)[0]]
-        raise NetkilnError(f"the test file has the class {frame[col].loc[row]!r}, which the training file does not "
-                           f"have (classes: {', '.join(classes[:10])})", key=f"{path}.test_path", column=col,
-                           **tf.where(int(row)))
+        raise tf.error(f"the test file has the class {frame[col].loc[row]!r}, which the training file does not "
+                       f"have (classes: {', '.join(classes[:10])})", int(row), key=f"{path}.test_path", column=col)
     return codes.astype(np.int64)
 
 
