@@ -16,6 +16,8 @@ COMMANDS = {
     "analyze": ("netkiln.commands.analyze", "describe the data: tables, analysis.json and a PNG; nothing trained"),
     "evaluate": ("netkiln.commands.evaluate", "metrics and plots of a trained run: netkiln evaluate run=DIR"),
     "predict": ("netkiln.commands.predict", "predict new rows: netkiln predict run=DIR input=new.csv output=pred.csv"),
+    "export": ("netkiln.commands.export", "write a run's model as ONNX or TorchScript: netkiln export run=DIR"),
+    "leaderboard": ("netkiln.commands.leaderboard", "rebuild and print a sweep's leaderboard: netkiln leaderboard DIR"),
 }
 
 USAGE = """usage: netkiln <command> [key=value ...] [hydra flags]

@@ -25,8 +25,14 @@ def _task(cfg) -> float:
         _report(metrics, run_dir)
         return metrics["monitored"]
     # In a sweep, one failing trial must not end the sweep: record it and move on.
+    from netkiln.sweep.pruning import TrialPruned, pruning_callbacks
     try:
-        metrics = train(cfg, run_dir)
+        metrics = train(cfg, run_dir, extra_callbacks=pruning_callbacks(hydra_cfg))
+    except TrialPruned as pruned:
+        log.info("trial %s", pruned)
+        write_json_atomic(run_dir / "metrics.json", {"status": "pruned", "monitored": pruned.value,
+                                                     "epochs": pruned.epoch + 1, "error": str(pruned)})
+        return math.nan
     except Exception as err:  # noqa: BLE001 - any failure is this trial's, the sweep goes on
         from netkiln.commands.hydra_app import _user_error_message
         message = _user_error_message(err) or f"{type(err).__name__}: {err}"
@@ -46,5 +52,17 @@ def _report(metrics: dict, run_dir: Path) -> None:
     log.info("run directory: %s", run_dir)
 
 
+# Exit code of a sweep that finished but had failed trials (they are in the leaderboard).
+EXIT_TRIALS_FAILED = 3
+
+
 def run(command: str, argv: list[str]) -> int:
-    return run_hydra(command, argv, _task)
+    from netkiln.sweep import callback
+
+    callback.last_leaderboard = None
+    code = run_hydra(command, argv, _task)
+    board = callback.last_leaderboard
+    if code == 0 and board is not None and board.failed:
+        log.error("%d of %d trials failed; see %s", board.failed, len(board.rows), board.sweep_dir / "leaderboard.md")
+        return EXIT_TRIALS_FAILED
+    return code

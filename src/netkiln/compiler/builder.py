@@ -15,7 +15,9 @@ from .layers import REGISTRY
 from .network import Network, Row
 from .spec import Entry, parse_entry
 
-MODEL_KEYS = ("layers", "head", "name", "description")
+# `vars`: named values the layers interpolate (`filters: ${model.vars.width}`), so one override or
+# sweep parameter (`model.vars.width=32`) changes every layer that uses it.
+MODEL_KEYS = ("layers", "head", "name", "description", "vars")
 HEAD_MODES = ("auto", "none")
 
 

@@ -1,0 +1,1 @@
+"""netkiln's Hydra sweeper plugin on current Optuna: `hydra/sweeper=optuna`."""

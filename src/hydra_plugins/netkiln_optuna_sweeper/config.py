@@ -1,0 +1,39 @@
+"""The `hydra/sweeper=optuna` config node (kept import-light: Hydra imports it at every start).
+
+No `from __future__ import annotations`: Hydra execs plugin modules outside sys.modules, where
+dataclasses cannot resolve string annotations.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class OptunaSweeperConf:
+    _target_: str = "hydra_plugins.netkiln_optuna_sweeper.optuna_sweeper.OptunaSweeper"
+    # Trials in all, counting those a resumed study already finished.
+    n_trials: int = 20
+    # Trials asked for at once and handed to the launcher as one batch (joblib runs them in parallel).
+    n_jobs: int = 1
+    # maximize | minimize | auto (from `mode` / `monitor` of the train config)
+    direction: str = "auto"
+    # tpe | random | grid (grid: choice/range parameters only)
+    sampler: str = "tpe"
+    seed: Optional[int] = None
+    # median | percentile | hyperband | threshold | none; pruner_args go to its constructor
+    # (add one with +hydra.sweeper.pruner_args.lower=0.5). The median pruner's defaults: 3 trials
+    # before it prunes anything, 2 epochs of warm-up in each trial.
+    pruner: str = "median"
+    pruner_args: Dict[str, Any] = field(default_factory=dict)
+    # default: sqlite:///<sweep dir>/optuna.db
+    storage: Optional[str] = None
+    study_name: str = "netkiln"
+    # Continue the study stored in the sweep directory (pass the same hydra.sweep.dir).
+    resume: bool = False
+    # Search space in Hydra's override grammar, e.g. {optimizer.lr: "tag(log, interval(1e-4, 1e-1))"}
+    params: Dict[str, str] = field(default_factory=dict)
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="netkiln")

@@ -1,0 +1,211 @@
+"""The leaderboard of a sweep directory: one row per trial, ranked by the monitored metric.
+
+Built from what each trial left on disk (`.hydra/overrides.yaml`, `metrics.json`), so it can be
+rebuilt at any time, also for a sweep that was interrupted or is still running.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netkiln.artifacts.files import write_json_atomic, write_text_atomic
+from netkiln.errors import NetkilnError
+
+_STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "incomplete": 3}
+# Overrides a sweeper adds for its own bookkeeping; not part of what a user compares.
+_HIDDEN_PREFIXES = ("hydra.", "+hydra.", "optuna_trial=")
+
+
+@dataclass
+class Trial:
+    name: str
+    path: Path
+    overrides: list[str]
+    status: str
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def value(self) -> float | None:
+        value = self.metrics.get("monitored")
+        return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
+
+
+def _read_overrides(trial_dir: Path) -> list[str]:
+    from omegaconf import OmegaConf
+    overrides = OmegaConf.load(trial_dir / ".hydra" / "overrides.yaml")
+    return [str(o) for o in overrides if not str(o).startswith(_HIDDEN_PREFIXES)]
+
+
+def collect_trials(sweep_dir: Path) -> list[Trial]:
+    trials = []
+    for child in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
+        if child.is_symlink() or not (child / ".hydra" / "overrides.yaml").is_file():
+            continue
+        metrics_path = child / "metrics.json"
+        metrics, status = {}, "incomplete"
+        if metrics_path.is_file():
+            try:
+                metrics = json.loads(metrics_path.read_text())
+                status = metrics.get("status", "ok")
+            except json.JSONDecodeError:
+                status = "failed"
+                metrics = {"error": f"unreadable {metrics_path.name}"}
+        trials.append(Trial(child.name, child, _read_overrides(child), status, metrics))
+    return trials
+
+
+def rank(trials: list[Trial]) -> list[Trial]:
+    """Best first: finished trials by their monitored value, then pruned, failed and incomplete ones."""
+    def key(trial: Trial):
+        value = trial.value
+        if value is None:
+            return (_STATUS_ORDER.get(trial.status, 9), 1, 0.0)
+        signed = -value if trial.metrics.get("mode", "max") == "max" else value
+        return (_STATUS_ORDER.get(trial.status, 9), 0, signed)
+    return sorted(trials, key=key)
+
+
+def _varying_overrides(trials: list[Trial]) -> list[list[str]]:
+    """Per trial, the overrides that differ between trials (the common ones are noise in a table)."""
+    common = set.intersection(*(set(t.overrides) for t in trials)) if trials else set()
+    return [[o for o in t.overrides if o not in common] or t.overrides for t in trials]
+
+
+def _row(trial: Trial, shown_overrides: list[str]) -> dict:
+    m = trial.metrics
+    row = {
+        "rank": None, "trial": trial.name, "status": trial.status, "overrides": " ".join(shown_overrides),
+        "monitor": m.get("monitor", ""), "value": trial.value,
+    }
+    for split in ("val", "test"):
+        for name, value in (m.get(split) or {}).items():
+            row[f"{split}/{name}"] = value
+    row.update({"params": (m.get("params") or {}).get("total"), "epochs": m.get("epochs"),
+                "seconds": m.get("seconds"), "error": m.get("error", "")})
+    return row
+
+
+def build_rows(trials: list[Trial]) -> list[dict]:
+    ranked = rank(trials)
+    shown = dict(zip((t.name for t in trials), _varying_overrides(trials)))
+    rows = [_row(t, shown[t.name]) for t in ranked]
+    for i, row in enumerate(r for r in rows if r["status"] == "ok"):
+        row["rank"] = i + 1
+    return rows
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    columns: list[str] = []
+    for row in rows:
+        columns += [c for c in row if c not in columns]
+    # errors are long: keep them last
+    return [c for c in columns if c != "error"] + ["error"]
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
+    return str(value)
+
+
+def to_csv(rows: list[dict]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def to_markdown(rows: list[dict], title: str) -> str:
+    columns = _columns(rows)
+    lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [_fmt(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _point_best(sweep_dir: Path, best: Trial | None) -> None:
+    """`best` -> the best trial's bundle (model/) or run directory, swapped atomically."""
+    link = sweep_dir / "best"
+    if best is None:
+        return
+    target = best.path / "model" if (best.path / "model").is_dir() else best.path
+    tmp = sweep_dir / ".best.tmp"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(os.path.relpath(target, sweep_dir), tmp)
+    if link.exists() and not link.is_symlink():
+        raise NetkilnError(f"{link} exists and is not a link netkiln made; leaving it alone.")
+    os.replace(tmp, link)
+
+
+@dataclass
+class Leaderboard:
+    sweep_dir: Path
+    rows: list[dict]
+    best: Trial | None
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if r["status"] == "failed")
+
+
+def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
+    sweep_dir = Path(sweep_dir)
+    if not sweep_dir.is_dir():
+        raise NetkilnError("not a directory.", file=str(sweep_dir))
+    trials = collect_trials(sweep_dir)
+    if not trials:
+        raise NetkilnError("no trials found: a sweep directory holds one sub-folder per trial with a "
+                           ".hydra/overrides.yaml (made by `netkiln train -m ...`).", file=str(sweep_dir))
+    rows = build_rows(trials)
+    ranked = rank(trials)
+    best = ranked[0] if ranked and ranked[0].status == "ok" and ranked[0].value is not None else None
+    write_text_atomic(sweep_dir / "leaderboard.csv", to_csv(rows))
+    write_text_atomic(sweep_dir / "leaderboard.md", to_markdown(rows, f"Leaderboard: {sweep_dir}"))
+    best_info = None
+    if best is not None:
+        best_info = {"trial": best.name, "path": str(best.path), "overrides": best.overrides,
+                     "monitor": best.metrics.get("monitor"), "mode": best.metrics.get("mode"),
+                     "value": best.value, "val": best.metrics.get("val"), "test": best.metrics.get("test")}
+    write_json_atomic(sweep_dir / "best.json", best_info)
+    _point_best(sweep_dir, best)
+    return Leaderboard(sweep_dir, rows, best)
+
+
+def print_leaderboard(board: Leaderboard) -> None:
+    """A compact table for the terminal; leaderboard.csv / .md hold every column."""
+    from rich.console import Console
+    from rich.table import Table
+
+    test_columns = [c for c in _columns(board.rows) if c.startswith("test/") and c != "test/loss"][:2]
+    columns = ["rank", "trial", "status", "overrides", "value", *test_columns, "params", "epochs", "seconds"]
+    if board.failed:
+        columns.append("error")
+    monitor = board.best.metrics.get("monitor") if board.best else "value"
+    table = Table(title=f"Leaderboard: {board.sweep_dir}")
+    for column in columns:
+        left = column in ("trial", "status", "overrides", "error")
+        table.add_column(monitor if column == "value" else column, overflow="fold",
+                         justify="left" if left else "right", min_width=16 if column == "overrides" else None)
+    for row in board.rows:
+        style = {"failed": "red", "pruned": "yellow", "incomplete": "dim"}.get(row["status"])
+        cells = [_fmt(row.get(c)) for c in columns]
+        if board.failed and len(cells[-1]) > 50:      # the full error is in leaderboard.md
+            cells[-1] = cells[-1][:49] + "…"
+        table.add_row(*cells, style=style)
+    console = Console(width=max(Console().width, 120))
+    console.print(table)
+    if board.best is not None:
+        console.print(f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
+                      f"{monitor} = {board.best.value:.4f}; bundle at {board.sweep_dir / 'best'}")
+    else:
+        console.print("no trial finished successfully.")

@@ -1,0 +1,219 @@
+"""An Optuna search driven through Hydra's launcher: ask a batch of trials, launch them, tell results.
+
+Search spaces use Hydra's override grammar: `interval(a, b)` → float (int with `tag(int, ...)`),
+`tag(log, interval(...))` → log scale, `choice(...)` or `a,b,c` → categorical, `range(a, b, step)` →
+stepped ints/floats. The study lives in SQLite in the sweep directory, so a sweep resumes with
+`hydra.sweeper.resume=true` and the same `hydra.sweep.dir`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from netkiln.errors import NetkilnError
+from netkiln.sweep.optuna_study import SAMPLERS, make_pruner, make_storage, storage_url
+
+log = logging.getLogger("netkiln")
+
+
+def _distribution(override):
+    import optuna.distributions as d
+
+    sweep = override.value()
+    tags = set(getattr(sweep, "tags", set()) or set())
+    log_scale = "log" in tags
+    if override.is_interval_sweep():
+        if "int" in tags:
+            return d.IntDistribution(int(sweep.start), int(sweep.end), log=log_scale)
+        return d.FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale)
+    if override.is_range_sweep():
+        values = [sweep.start, sweep.stop, sweep.step]
+        if all(float(v).is_integer() for v in values):
+            return d.IntDistribution(int(sweep.start), int(sweep.stop) - int(sweep.step), step=int(sweep.step),
+                                     log=log_scale)
+        return d.FloatDistribution(float(sweep.start), float(sweep.stop), step=float(sweep.step))
+    return d.CategoricalDistribution(list(override.sweep_string_iterator()))
+
+
+def split_search_space(overrides) -> tuple[dict, list[str]]:
+    """(parameter name -> distribution, fixed overrides passed to every trial)."""
+    space, fixed = {}, []
+    for override in overrides:
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            space[key] = _distribution(override)
+        else:
+            fixed.append(f"{key}={override.get_value_element_as_str()}")
+    return space, fixed
+
+
+def _direction(setting: str, config) -> str:
+    if setting in ("maximize", "minimize"):
+        return setting
+    if setting != "auto":
+        raise NetkilnError(f"direction must be maximize, minimize or auto, not '{setting}'.",
+                           key="hydra.sweeper.direction")
+    mode, monitor = config.get("mode", "auto"), config.get("monitor", "auto")
+    if mode in ("min", "max"):
+        return "maximize" if mode == "max" else "minimize"
+    if monitor == "auto":
+        # monitor auto depends on the task: classification → val/acc, regression → val/loss.
+        from netkiln.data import load_dataset
+        monitor = "val/acc" if load_dataset(config.data, seed=int(config.seed)).task.is_classification \
+            else "val/loss"
+    from netkiln.training.metrics import _LOWER_IS_BETTER
+    return "minimize" if str(monitor).split("/")[-1] in _LOWER_IS_BETTER else "maximize"
+
+
+def _sampler(settings, space: dict, seed_offset: int = 0):
+    import optuna
+
+    name, seed = settings.get("sampler", "tpe"), settings.get("seed")
+    if seed is not None:
+        # A resumed study must not replay the samples it drew the first time.
+        seed = int(seed) + seed_offset
+    if name == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if name == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if name == "grid":
+        # The grid is enqueued by _enqueue_grid; this only draws parameters outside it (none).
+        return optuna.samplers.RandomSampler(seed=seed)
+    raise NetkilnError(f"unknown sampler '{name}'; known: {', '.join(SAMPLERS)}.", key="hydra.sweeper.sampler")
+
+
+def _grid_points(space: dict) -> list[dict]:
+    import itertools
+
+    import optuna
+
+    axes = {}
+    for key, dist in space.items():
+        if isinstance(dist, optuna.distributions.CategoricalDistribution):
+            axes[key] = list(dist.choices)
+        elif isinstance(dist, optuna.distributions.IntDistribution):
+            axes[key] = list(range(dist.low, dist.high + 1, dist.step))
+        else:
+            raise NetkilnError(f"the grid sampler needs choice or range values, but '{key}' is an interval.",
+                               key="hydra.sweeper.sampler")
+    return [dict(zip(axes, values)) for values in itertools.product(*axes.values())]
+
+
+def _enqueue_grid(study, space: dict) -> int:
+    """Queue every grid point not tried yet (Optuna's GridSampler cannot stop an ask/tell loop)."""
+    points = _grid_points(space)
+    tried = [t.params for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    for point in points:
+        if point not in tried:
+            study.enqueue_trial(point, skip_if_exists=True)
+    return len(points)
+
+
+def _open_study(settings, sweep_dir: Path, direction: str, sampler):
+    import optuna
+
+    url = storage_url(settings, sweep_dir)
+    name = settings.get("study_name", "netkiln")
+    storage = make_storage(url)
+    exists = name in optuna.study.get_all_study_names(storage)
+    if exists and not settings.get("resume"):
+        raise NetkilnError(f"study '{name}' already exists in {url}; pass hydra.sweeper.resume=true to continue "
+                           "it, or choose another hydra.sweep.dir.", key="hydra.sweeper.resume")
+    study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
+                                pruner=make_pruner(settings), load_if_exists=True)
+    if study.direction.name.lower() != direction:
+        raise NetkilnError(f"the stored study maximizes/minimizes differently ({study.direction.name.lower()}) "
+                           f"from this sweep ({direction}).", key="hydra.sweeper.direction")
+    return study
+
+
+def _counted(trial) -> bool:
+    return trial.state.is_finished() and not trial.user_attrs.get("interrupted")
+
+
+def _mark_interrupted(study) -> None:
+    """Trials left RUNNING by a killed sweep will never report: fail them, and don't count them."""
+    from optuna.trial import TrialState
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        log.warning("trial %d was interrupted; marked failed, not counted", trial.number)
+
+
+def _outcome(result):
+    """(state, value) of one finished job, from its metrics.json (the trial's own record)."""
+    from hydra.core.utils import JobStatus
+    from optuna.trial import TrialState
+
+    if result.status != JobStatus.COMPLETED:
+        return TrialState.FAIL, None
+    metrics_path = Path(result.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
+    status = "failed"
+    if metrics_path.is_file():
+        status = json.loads(metrics_path.read_text()).get("status", "ok")
+    value = result.return_value
+    if status == "pruned":
+        return TrialState.PRUNED, None
+    if status != "ok" or value is None or not math.isfinite(float(value)):
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, float(value)
+
+
+def _format(value) -> str:
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    settings = OmegaConf.to_container(OmegaConf.create(dict(settings)), resolve=True)
+    sweep_dir = Path(config.hydra.sweep.dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")
+
+    parser = OverridesParser.create(config_loader=hydra_context.config_loader)
+    params = [f"{key}={value}" for key, value in (settings.get("params") or {}).items()]
+    space, fixed = split_search_space(parser.parse_overrides(params + list(arguments)))
+    if not space:
+        raise NetkilnError("nothing to search: give at least one parameter as a sweep, e.g. "
+                           "'optimizer.lr=tag(log, interval(1e-4, 1e-1))' or model=mlp,cnn.",
+                           key="hydra.sweeper.params")
+    n_trials, n_jobs = int(settings.get("n_trials", 20)), int(settings.get("n_jobs", 1))
+    if n_trials < 1 or n_jobs < 1:
+        raise NetkilnError("n_trials and n_jobs must be positive.", key="hydra.sweeper.n_trials")
+
+    direction = _direction(settings.get("direction", "auto"), config)
+    study = _open_study(settings, sweep_dir, direction, _sampler(settings, space))
+    _mark_interrupted(study)
+    done = sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
+    if done:
+        log.info("resuming study '%s': %d of %d trials already finished", study.study_name, done, n_trials)
+        study.sampler = _sampler(settings, space, seed_offset=len(study.get_trials(deepcopy=False)))
+
+    if settings.get("sampler") == "grid":
+        n_trials = min(n_trials, _enqueue_grid(study, space))
+
+    returns = []
+    while done < n_trials:
+        trials = [study.ask(space) for _ in range(min(n_jobs, n_trials - done))]
+        # Job numbers are trial numbers: trial N runs in <sweep dir>/N and reports as trial N.
+        numbers = [t.number for t in trials]
+        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
+        batch = [fixed + [f"{key}={_format(value)}" for key, value in t.params.items()] for t in trials]
+        results = launcher.launch(batch, initial_job_idx=numbers[0])
+        for trial, result in zip(trials, results):
+            state, value = _outcome(result)
+            study.tell(trial, value if value is not None else None, state=None if value is not None else state,
+                       skip_if_finished=True)
+        returns.append(results)
+        done += len(trials)
+
+    completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
+    if completed:
+        best = study.best_trial
+        log.info("best trial %d: value %.6g with %s", best.number, best.value, best.params)
+    return returns

@@ -1,0 +1,44 @@
+"""Inside a trial of an Optuna sweep: report the monitored metric each epoch and stop bad trials early."""
+from __future__ import annotations
+
+import pytorch_lightning as pl
+
+
+class TrialPruned(Exception):
+    """The sweep's pruner stopped this trial; the trial is recorded as pruned, not failed."""
+
+    def __init__(self, epoch: int, value: float):
+        self.epoch, self.value = epoch, value
+        super().__init__(f"pruned at epoch {epoch} ({value:.6g})")
+
+
+class OptunaPruning(pl.Callback):
+    def __init__(self, study, trial_number: int):
+        import optuna
+
+        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number)
+        self.trial = optuna.trial.Trial(study, trial_id)
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(pl_module.monitor)
+        if value is None:
+            return
+        value = float(value)
+        self.trial.report(value, step=trainer.current_epoch)
+        if self.trial.should_prune():
+            raise TrialPruned(trainer.current_epoch, value)
+
+
+def pruning_callbacks(hydra_cfg) -> list:
+    """The pruning callback when this job is a trial of netkiln's Optuna sweeper with a pruner."""
+    sweeper = hydra_cfg.sweeper
+    if not str(sweeper.get("_target_", "")).startswith("hydra_plugins.netkiln_optuna_sweeper"):
+        return []
+    if str(sweeper.get("pruner") or "none") == "none":
+        return []
+    from netkiln.sweep.optuna_study import load_study
+
+    study = load_study(sweeper, hydra_cfg.sweep.dir)
+    return [OptunaPruning(study, int(hydra_cfg.job.num))]

@@ -1,0 +1,138 @@
+"""Model selection: grid and Optuna sweeps, failure tolerance, pruning, resume, launchers, leaderboard."""
+import csv
+import json
+
+import pytest
+
+from netkiln.cli import main
+
+TINY = ["data=synthetic", "data.n_samples=240", "data.n_features=8", "trainer=debug",
+        "trainer.enable_progress_bar=false", "batch_size=32"]
+
+
+def sweep(tmp_path, *overrides, name="sweep"):
+    sweep_dir = tmp_path / name
+    rc = main(["train", "-m", *TINY, f"hydra.sweep.dir={sweep_dir}", *overrides])
+    return rc, sweep_dir
+
+
+def leaderboard(sweep_dir):
+    return list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
+
+
+def test_grid_sweep_ranks_trials_and_points_at_the_best(tmp_path):
+    rc, out = sweep(tmp_path, "model=mlp,perceptron", "trainer.max_epochs=4", "optimizer.lr=0.02")
+    assert rc == 0
+    rows = leaderboard(out)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    assert [r["rank"] for r in rows] == ["1", "2"]
+    values = [float(r["value"]) for r in rows]
+    assert values == sorted(values, reverse=True)           # val/acc: higher is better
+    assert {r["overrides"] for r in rows} == {"model=mlp", "model=perceptron"}
+    best = json.loads((out / "best.json").read_text())
+    assert best["trial"] == rows[0]["trial"] and best["monitor"] == "val/acc"
+    assert (out / "best").resolve() == (out / best["trial"]).resolve() or \
+        (out / "best").resolve() == (out / best["trial"] / "model").resolve()
+    assert "| rank |" in (out / "leaderboard.md").read_text()
+
+
+def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
+    # cnn needs sequences: it fails on flat data; the NaN trial fails in training.
+    rc, out = sweep(tmp_path, "model=mlp,cnn", "optimizer=sgd", "optimizer.lr=0.01,1e30")
+    assert rc == 3
+    rows = leaderboard(out)
+    assert len(rows) == 4
+    by_status = {}
+    for row in rows:
+        by_status.setdefault(row["status"], []).append(row)
+    assert len(by_status["ok"]) == 1 and len(by_status["failed"]) == 3
+    assert rows[0]["status"] == "ok"
+    errors = " ".join(r["error"] for r in by_status["failed"])
+    assert "conv1d" in errors and "learning rate" in errors
+
+
+def test_leaderboard_command_rebuilds_an_interrupted_sweep(tmp_path, capsys):
+    rc, out = sweep(tmp_path, "model=mlp,perceptron", "trainer.max_epochs=2")
+    assert rc == 0
+    (out / "1" / "metrics.json").unlink()                   # as if trial 1 had been killed
+    (out / "leaderboard.csv").unlink()
+    assert main(["leaderboard", str(out)]) == 0
+    rows = leaderboard(out)
+    assert [r["status"] for r in rows] == ["ok", "incomplete"]
+    assert "Leaderboard" in capsys.readouterr().out
+
+
+def test_leaderboard_of_a_folder_that_is_no_sweep(tmp_path, capsys):
+    assert main(["leaderboard", str(tmp_path)]) == 2
+    assert "no trials found" in capsys.readouterr().err
+
+
+OPTUNA = ["hydra/sweeper=optuna", "hydra.sweeper.seed=0", "model=mlp", "trainer.max_epochs=3",
+          "optimizer.lr=tag(log,interval(1e-4,1e-1))"]
+
+
+def test_optuna_sweep_stores_the_study_and_resumes(tmp_path):
+    import optuna
+
+    rc, out = sweep(tmp_path, *OPTUNA, "hydra.sweeper.n_trials=2")
+    assert rc == 0
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    study = optuna.load_study(study_name="netkiln", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    assert study.direction.name == "MAXIMIZE"                   # monitor val/acc
+    # A sweep killed mid-trial leaves a RUNNING trial behind.
+    study.ask()
+    # Without resume=true the stored study is not touched.
+    rc, _ = sweep(tmp_path, *OPTUNA, "hydra.sweeper.n_trials=4")
+    assert rc == 2
+    rc, _ = sweep(tmp_path, *OPTUNA, "hydra.sweeper.n_trials=4", "hydra.sweeper.resume=true")
+    assert rc == 0
+    study = optuna.load_study(study_name="netkiln", storage=storage)
+    states = [t.state.name for t in study.trials]
+    assert states == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[2].user_attrs["interrupted"] is True
+    lrs = [t.params["optimizer.lr"] for t in study.trials if t.state.name == "COMPLETE"]
+    assert len(set(lrs)) == 4                                  # the resumed sampler does not replay
+    rows = leaderboard(out)
+    assert sum(r["status"] == "ok" for r in rows) == 4
+
+
+def test_optuna_pruner_stops_bad_trials(tmp_path):
+    # val/acc can never exceed 1.01: the threshold pruner prunes every trial after its first epoch.
+    rc, out = sweep(tmp_path, *OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=threshold",
+                    "+hydra.sweeper.pruner_args.lower=1.01", "trainer.max_epochs=5")
+    assert rc == 0
+    rows = leaderboard(out)
+    assert [r["status"] for r in rows] == ["pruned", "pruned"]
+    assert all(r["epochs"] == "1" for r in rows)
+    import optuna
+    study = optuna.load_study(study_name="netkiln", storage=f"sqlite:///{out / 'optuna.db'}")
+    assert [t.state.name for t in study.trials] == ["PRUNED", "PRUNED"]
+
+
+def test_optuna_grid_sampler_over_choices(tmp_path):
+    rc, out = sweep(tmp_path, "hydra/sweeper=optuna", "hydra.sweeper.sampler=grid", "hydra.sweeper.n_trials=2",
+                    "model=mlp,perceptron", "trainer.max_epochs=2")
+    assert rc == 0
+    assert {r["overrides"] for r in leaderboard(out)} == {"model=mlp", "model=perceptron"}
+
+
+def test_joblib_launcher_runs_trials_in_parallel(tmp_path):
+    rc, out = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp,perceptron",
+                    "trainer.max_epochs=2")
+    assert rc == 0
+    assert [r["status"] for r in leaderboard(out)] == ["ok", "ok"]
+
+
+def test_optuna_with_joblib_batches(tmp_path):
+    rc, out = sweep(tmp_path, *OPTUNA, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2",
+                    "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "hydra.sweeper.pruner=none")
+    assert rc == 0
+    assert [r["status"] for r in leaderboard(out)] == ["ok", "ok"]
+
+
+def test_submitit_local_launcher(tmp_path):
+    rc, out = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "model=perceptron",
+                    "trainer.max_epochs=2")
+    assert rc == 0
+    assert [r["status"] for r in leaderboard(out)] == ["ok"]
