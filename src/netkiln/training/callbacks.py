@@ -1,16 +1,77 @@
-"""Callbacks and plugins that write the run directory: per-epoch history and atomic checkpoints."""
+"""Callbacks and plugins that write the run directory: per-epoch history and atomic checkpoints.
+
+Both write in a background thread (`BackgroundWriter`): the bytes are produced on the training
+thread (so they are a snapshot of that moment), and the atomic write (temporary file, fsync,
+rename) runs beside training instead of stalling it: on a local disk each write waits milliseconds
+for the device, as long as a small model's epoch. Writes keep their order; every pending write is
+finished, and its error raised, before `fit` returns.
+"""
 from __future__ import annotations
 
 import csv
 import io
+import logging
+import os
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 
-from netkiln.artifacts.files import write_atomic, write_text_atomic
+from netkiln.artifacts.files import write_atomic
+
+log = logging.getLogger("netkiln")
+
+
+class BackgroundWriter:
+    """Runs file writes in one background thread, in submission order."""
+
+    def __init__(self):
+        self._executor: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def submit(self, fn, *args) -> None:
+        self._check(block=False)
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netkiln-writer")
+        self._pending.append(self._executor.submit(fn, *args))
+
+    def _check(self, block: bool) -> None:
+        """Drop finished writes; raise the first error. With block, wait for all of them."""
+        pending, self._pending = self._pending, []
+        error = None
+        for future in pending:
+            if not block and not future.done():
+                self._pending.append(future)
+            elif error is None and future.exception() is not None:
+                error = future.exception()
+        if error is not None:
+            raise error
+
+    def flush(self) -> None:
+        """Wait for every pending write; raise the first error."""
+        self._check(block=True)
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+
+    def close_quietly(self) -> None:
+        """Finish pending writes while another error is on its way (log, don't mask it)."""
+        try:
+            self.close()
+        except Exception as err:  # noqa: BLE001
+            log.error("could not write a file of the run directory: %s", err)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 class HistoryWriter(pl.Callback):
@@ -20,6 +81,7 @@ class HistoryWriter(pl.Callback):
         self.path = Path(path)
         self.metric_names = metric_names
         self.rows: list[dict] = []
+        self._writer = BackgroundWriter()
 
     def on_train_start(self, trainer, pl_module):   # after a checkpoint is restored
         self._start = time.perf_counter()
@@ -40,15 +102,43 @@ class HistoryWriter(pl.Callback):
         writer = csv.DictWriter(buffer, fieldnames=list(row))
         writer.writeheader()
         writer.writerows(self.rows)
-        write_text_atomic(self.path, buffer.getvalue())
+        self._writer.submit(_write_bytes_atomic, self.path, buffer.getvalue().encode("utf-8"))
+
+    def teardown(self, trainer, pl_module, stage):
+        self._writer.close()
+
+    def on_exception(self, trainer, pl_module, exception):
+        self._writer.close_quietly()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Saves checkpoints to a temporary name and renames them: a kill never leaves a torn .ckpt."""
+    """Saves checkpoints to a temporary name and renames them: a kill never leaves a torn .ckpt.
+
+    The checkpoint is serialized on the calling thread (a snapshot of this step) and written by
+    a background thread; `teardown` (end of fit, also after an error) waits for the writes.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._writer = BackgroundWriter()
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        write_atomic(path, lambda tmp: torch.save(checkpoint, tmp))
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        self._writer.submit(_write_bytes_atomic, Path(path), buffer.getvalue())
+
+    def remove_checkpoint(self, path):
+        self._writer.submit(_remove, Path(path))
+
+    def teardown(self):
+        self._writer.close()
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
+        self._writer.flush()
         # Checkpoints hold plain tensors and containers: never unpickle arbitrary objects.
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def _remove(path: Path) -> None:
+    if path.is_file() or path.is_symlink():
+        os.remove(path)
