@@ -83,8 +83,8 @@ def test_split_indices_are_file_rows_and_reproducible(mixed):
     ids = a.x_test[:, a.feature_names.index("id")] * a.preprocessing["columns"][0]["scale"]["std"] \
         + a.preprocessing["columns"][0]["scale"]["mean"]
     assert np.allclose(ids.numpy(), frame["id"].to_numpy()[a.split_indices["test"]], atol=1e-3)
-    # a pinned split: the same seed gives the same rows on every machine (numpy PCG64 stream)
-    assert a.split_indices["test"][:3] == load_dataset(cfg(mixed), seed=3).split_indices["test"][:3]
+    # a pinned split: the same seed gives the same rows on every machine (numpy's PCG64 stream is fixed)
+    assert a.split_indices["test"][:6] == [19, 45, 3, 199, 49, 34]
 
 
 def test_split_indices_skip_filtered_rows(mixed):
