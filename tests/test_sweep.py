@@ -136,3 +136,26 @@ def test_submitit_local_launcher(tmp_path):
                     "trainer.max_epochs=2")
     assert rc == 0
     assert [r["status"] for r in leaderboard(out)] == ["ok"]
+
+
+def test_a_sweep_directory_in_use_is_refused(tmp_path, capsys):
+    import json
+    import subprocess
+    import sys
+
+    sweep_dir = tmp_path / "sweep"
+    sweep_dir.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (sweep_dir / ".sweep.lock").write_text(json.dumps({"pid": holder.pid, "host": __import__("socket").gethostname()}))
+        rc, _ = sweep(tmp_path, "model=perceptron", "trainer.max_epochs=1")
+        assert rc == 2
+        assert "another sweep" in capsys.readouterr().err
+        assert not (sweep_dir / "0").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder is gone: its lock is stale and the next sweep takes over.
+    rc, _ = sweep(tmp_path, "model=perceptron", "trainer.max_epochs=1")
+    assert rc == 0
+    assert not (sweep_dir / ".sweep.lock").exists()

@@ -42,3 +42,12 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return " Did you mean 'x'?" for the closest choice, or "" when nothing is close."""
     close = difflib.get_close_matches(str(name), sorted(set(choices)), n=1, cutoff=0.6)
     return f" Did you mean '{close[0]}'?" if close else ""
+
+
+class UserErrorAbort(BaseException):
+    """Carries a NetkilnError through code that swallows `Exception` (Hydra's callback runner warns
+    and continues on any Exception, but a refused sweep must stop)."""
+
+    def __init__(self, error: NetkilnError):
+        self.error = error
+        super().__init__(str(error))

@@ -7,6 +7,8 @@ import traceback
 from pathlib import Path
 from typing import Callable
 
+from netkiln.errors import UserErrorAbort
+
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 # Exit codes: 0 ok, 1 internal error (a bug: full traceback), 2 bad input, 130 interrupted.
@@ -53,8 +55,16 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
     except KeyboardInterrupt:
         sys.stderr.write("netkiln: interrupted.\n")
         return 130
+    except UserErrorAbort as abort:
+        if user_full_error:
+            traceback.print_exc()
+        sys.stderr.write(f"netkiln {command}: error: {abort.error}\n")
+        return EXIT_BAD_INPUT
     except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs below
+        from netkiln.commands.config_errors import explain
         message = _user_error_message(err)
+        if message is not None and not user_full_error:
+            message = explain(err, conf_dir=CONF_DIR, command=command, argv=argv) or message
         if user_full_error or message is None:
             traceback.print_exc()
             return EXIT_BAD_INPUT if message is not None else 1

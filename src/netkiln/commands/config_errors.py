@@ -1,0 +1,90 @@
+"""Hydra's composition errors rewritten as one paragraph with a did-you-mean.
+
+Hydra reports a misspelled key as "Could not override 'optimizer.lrr' ... Key 'lrr' is not in
+struct"; a user wants "unknown key 'optimizer.lrr'. Did you mean 'optimizer.lr'?". Finding the
+suggestion needs the keys beside the bad one, so the config is composed again (only on this error
+path) with the overrides that chose config-group options.
+"""
+from __future__ import annotations
+
+import re
+
+from netkiln.errors import did_you_mean
+
+_MISSING_OPTION = re.compile(r"Could not find '(?P<group>[^']+)/(?P<name>[^'/]+)'")
+_AVAILABLE = re.compile(r"Available options in '[^']+':\s*(?P<options>.*?)(?:Config search path|$)", re.S)
+
+
+def _compose(conf_dir: str, command: str, overrides: list[str]):
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            return compose(config_name=command, overrides=overrides)
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _sibling_keys(conf_dir: str, command: str, argv: list[str], full_key: str) -> list[str]:
+    """Keys of the node that should have held `full_key`, from a config composed with group choices only."""
+    from omegaconf import DictConfig, OmegaConf
+
+    choices = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~", "hydra"))
+               and "." not in a.split("=", 1)[0]]
+    parent_key = full_key.rpartition(".")[0]
+    for overrides in (choices, []):
+        try:
+            cfg = _compose(conf_dir, command, overrides)
+        except Exception:  # noqa: BLE001 - a best-effort suggestion only
+            continue
+        node = OmegaConf.select(cfg, parent_key) if parent_key else cfg
+        if isinstance(node, DictConfig):
+            prefix = f"{parent_key}." if parent_key else ""
+            return [prefix + str(k) for k in node.keys()]
+    return []
+
+
+def _bad_override(argv: list[str]) -> str | None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        try:
+            parser.parse_override(arg)
+        except Exception:  # noqa: BLE001 - the first override that fails to parse is the culprit
+            return arg
+    return None
+
+
+def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str]) -> str | None:
+    """The rewritten message, or None to fall back to Hydra's own text."""
+    from hydra.errors import MissingConfigException, OverrideParseException
+    from omegaconf.errors import ConfigAttributeError, ConfigKeyError
+
+    text = str(err)
+    if isinstance(err, MissingConfigException):
+        match = _MISSING_OPTION.search(text)
+        available = _AVAILABLE.search(text)
+        if match and available:
+            options = available.group("options").split()
+            group, name = match.group("group"), match.group("name")
+            return (f"{group}: there is no option '{name}'.{did_you_mean(name, options)} "
+                    f"Available: {', '.join(options)}.")
+    if isinstance(err, OverrideParseException):
+        bad = _bad_override(argv)
+        reason = " ".join(text.split("\n")[0].split())
+        if bad is not None:
+            return (f"cannot parse the override \"{bad}\": {reason}. Overrides look like key=value, "
+                    "group=option or +new.key=value (see Hydra's override grammar); quote values with "
+                    "special characters.")
+    cause = err.__cause__
+    if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
+        full_key = str(cause.full_key)
+        siblings = _sibling_keys(conf_dir, command, argv, full_key)
+        return (f"{full_key}: unknown config key.{did_you_mean(full_key, siblings)} "
+                f"To add a new key on purpose, prefix the override with '+' (+{full_key}=...).")
+    return None

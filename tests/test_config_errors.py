@@ -1,0 +1,31 @@
+"""Hydra composition errors come back as one paragraph with a did-you-mean, exit code 2."""
+import pytest
+
+from netkiln.cli import main
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("optimizer.lrr=0.1", "Did you mean 'optimizer.lr'?"),
+    ("data.split.vall=0.1", "Did you mean 'data.split.val'?"),
+    ("trainer.max_epoch=3", "Did you mean 'trainer.max_epochs'?"),
+    ("model.vars.widht=3", "Did you mean 'model.vars.width'?"),
+    ("seeed=3", "Did you mean 'seed'?"),
+    ("model=gruu", "Did you mean 'gru'?"),
+    ("optimizer=adamm", "Did you mean 'adam'?"),
+    ("hydra/launcher=jobib", "Did you mean 'joblib'?"),
+    ("model=[a", 'cannot parse the override "model=[a"'),
+])
+def test_composition_errors(tmp_path, capsys, override, expected):
+    rc = main(["train", override, f"hydra.run.dir={tmp_path}/run"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert expected in err
+    assert "Traceback" not in err and err.count("\n") == 1       # one paragraph
+    assert not (tmp_path / "run").exists()
+
+
+def test_full_error_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    rc = main(["train", "optimizer.lrr=0.1", f"hydra.run.dir={tmp_path}/run"])
+    assert rc == 2
+    assert "Traceback" in capsys.readouterr().err
