@@ -11,6 +11,21 @@ from netkiln.commands.hydra_app import run_hydra
 log = logging.getLogger("netkiln")
 
 
+class _DropAdverts(logging.Filter):
+    """Lightning logs an advert for a cloud logger at every fit; users asked for training output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+def _quiet_lightning() -> None:
+    import warnings
+
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
+    # Raised inside Lightning itself against newer torch; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+
+
 def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -18,6 +33,7 @@ def _task(cfg) -> float:
     from netkiln.artifacts.files import write_json_atomic
     from netkiln.training.run import train
 
+    _quiet_lightning()
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
