@@ -15,9 +15,12 @@ training steps, validation, metrics, history, checkpoints, the progress bar. The
 loading, Trainer construction, final test evaluation) is printed separately as "run overhead"; start-up and sweep
 overheads are in bench_startup.py.
 
-Each repeat trains a fresh copy on both sides, alternating which side goes first; the first epoch of each side is
-dropped (warm-up) and the median of the rest is that repeat's epoch time. Ratios are netkiln / raw per repeat;
-printed as median [min-max] over repeats. On CUDA the data sits on the GPU and the clocks synchronize.
+Interleaving: a callback runs one epoch of the hand-written loop (its own copy of the network, its own Adam) just
+before each of netkiln's epochs, outside netkiln's clock, so each raw epoch and netkiln epoch are neighbours in
+time and a change in machine load hits both. A repeat is a fresh `netkiln train` run (and a fresh raw copy); its
+first epoch pair is dropped (warm-up). Ratio = median over a repeat's epoch pairs of netkiln / raw; printed as
+median [min-max] over repeats; epoch times as median [min-max] over all timed epochs. On CUDA the data sits on the
+GPU and the clocks synchronize. On a busy machine, --threads 1 gives steadier ratios (two threads contend badly).
 """
 from __future__ import annotations
 
@@ -47,6 +50,11 @@ MODELS = {
 }
 
 
+# The clock every duration is read from: wall time by default; --clock cpu reads the process's CPU time (all
+# threads), much less sensitive to other processes on a busy machine (pair it with --threads 1).
+CLOCK = time.perf_counter
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -62,20 +70,26 @@ def compose(overrides: list[str]):
 
 
 # --- the hand-written loop ------------------------------------------------------------------------
-def raw_run(network, data, cfg, epochs: int, device: torch.device) -> list[float]:
-    """Train `epochs` epochs the way one writes it by hand; return each epoch's seconds."""
-    x, y, xv, yv = data
-    network = copy.deepcopy(network).to(device).train()
-    opt = torch.optim.Adam(network.parameters(), lr=float(cfg.optimizer.lr))
-    loss_fn = torch.nn.CrossEntropyLoss()
-    batch_size, n = int(cfg.batch_size), len(x)
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    times = []
-    for _ in range(epochs):
+class RawLoop:
+    """The loop one writes by hand, one epoch per call, on its own copy of the network."""
+
+    def __init__(self, network, data, cfg, device: torch.device):
+        self.x, self.y, self.xv, self.yv = data
+        self.network = copy.deepcopy(network).to(device).train()
+        self.opt = torch.optim.Adam(self.network.parameters(), lr=float(cfg.optimizer.lr))
+        self.loss_fn = torch.nn.CrossEntropyLoss()
+        self.batch_size = int(cfg.batch_size)
+        self.gen = torch.Generator().manual_seed(int(cfg.seed))
+        self.device = device
+
+    def epoch(self) -> float:
+        """Train one epoch and validate; return its seconds."""
+        network, opt, loss_fn, x, y, device = self.network, self.opt, self.loss_fn, self.x, self.y, self.device
+        n, batch_size = len(x), self.batch_size
         sync(device)
-        start = time.perf_counter()
+        start = CLOCK()
         network.train()
-        perm = torch.randperm(n, generator=gen).to(device)
+        perm = torch.randperm(n, generator=self.gen).to(device)
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         for i in range(0, n, batch_size):
@@ -89,6 +103,7 @@ def raw_run(network, data, cfg, epochs: int, device: torch.device) -> list[float
             loss_sum += loss.detach() * len(xb)
             correct += (out.detach().argmax(-1) == yb).sum()
         network.eval()
+        xv, yv = self.xv, self.yv
         val_loss = torch.zeros((), device=device)
         val_correct = torch.zeros((), device=device, dtype=torch.long)
         with torch.no_grad():
@@ -99,40 +114,52 @@ def raw_run(network, data, cfg, epochs: int, device: torch.device) -> list[float
         # What a hand-written loop prints per epoch (one host sync).
         _ = (float(loss_sum) / n, int(correct) / n, float(val_loss) / len(xv), int(val_correct) / len(xv))
         sync(device)
-        times.append(time.perf_counter() - start)
-    return times
+        return CLOCK() - start
 
 
-# --- netkiln ----------------------------------------------------------------------------------------
-def netkiln_run(cfg, epochs: int, device: torch.device) -> tuple[list[float], float]:
-    """Train through netkiln.training.run.train; return each epoch's seconds and the run's wall time."""
+# --- netkiln, with the raw loop's epochs interleaved --------------------------------------------------
+def paired_run(cfg, network, data, epochs: int, device: torch.device) -> tuple[list[float], list[float], float]:
+    """One `netkiln train` run of `epochs` epochs; before each of its epochs, one raw-loop epoch runs.
+
+    Returns (raw epoch seconds, netkiln epoch seconds, netkiln run wall seconds minus its epochs)."""
     import pytorch_lightning as pl
     from omegaconf import open_dict
 
     from netkiln.training.run import train
 
-    class EpochClock(pl.Callback):
+    class PairedClock(pl.Callback):
         def __init__(self):
-            self.marks: list[float] = []
+            self.raw: list[float] = []
+            self.netkiln: list[float] = []
+            self.mark = None
+            self.loop = None
+
+        def _close_epoch(self):
+            sync(device)
+            if self.mark is not None:
+                self.netkiln.append(CLOCK() - self.mark)
+
+        def on_train_start(self, trainer, pl_module):
+            self.loop = RawLoop(network, data, cfg, device)
 
         def on_train_epoch_start(self, trainer, pl_module):
+            self._close_epoch()
+            self.raw.append(self.loop.epoch())
             sync(device)
-            self.marks.append(time.perf_counter())
+            self.mark = CLOCK()
 
         def on_train_end(self, trainer, pl_module):
-            sync(device)
-            self.marks.append(time.perf_counter())
+            self._close_epoch()
 
     cfg = copy.deepcopy(cfg)
     with open_dict(cfg):
         cfg.trainer.max_epochs = epochs
-    clock = EpochClock()
+    clock = PairedClock()
     with tempfile.TemporaryDirectory(prefix="netkiln-bench-") as tmp:
-        start = time.perf_counter()
+        start = CLOCK()
         train(cfg, Path(tmp), extra_callbacks=[clock])
-        wall = time.perf_counter() - start
-    marks = clock.marks
-    return [b - a for a, b in zip(marks, marks[1:])], wall
+        wall = CLOCK() - start
+    return clock.raw, clock.netkiln, wall - sum(clock.raw) - sum(clock.netkiln)
 
 
 # --- driver -----------------------------------------------------------------------------------------
@@ -149,22 +176,20 @@ def bench_model(name: str, repeats: int, epochs: int, device: torch.device) -> d
     torch.manual_seed(int(cfg.seed))
     dataset, network = build_data_and_model(cfg)
     data = tuple(t.to(device) for t in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val))
-    raw_med, nk_med, ratios, overheads = [], [], [], []
+    raw_all, nk_all, ratios, overheads = [], [], [], []
     for r in range(repeats):
-        sides = ["raw", "netkiln"] if r % 2 == 0 else ["netkiln", "raw"]
-        for side in sides:
-            if side == "raw":
-                times = raw_run(network, data, cfg, epochs, device)
-                raw_med.append(statistics.median(times[1:]))
-            else:
-                times, wall = netkiln_run(cfg, epochs, device)
-                nk_med.append(statistics.median(times[1:]))
-                overheads.append(wall - sum(times))
-        ratios.append(nk_med[-1] / raw_med[-1])
-        print(f"  {name} repeat {r + 1}/{repeats}: raw {raw_med[-1] * 1e3:.1f} ms, netkiln {nk_med[-1] * 1e3:.1f} ms,"
-              f" ratio {ratios[-1]:.3f}", file=sys.stderr, flush=True)
+        raw, nk, overhead = paired_run(cfg, network, data, epochs, device)
+        if len(raw) != epochs or len(nk) != epochs:
+            raise SystemExit(f"{name}: expected {epochs} epochs, timed {len(raw)} raw and {len(nk)} netkiln")
+        raw, nk = raw[1:], nk[1:]          # the first epoch of a run warms up
+        raw_all += raw
+        nk_all += nk
+        ratios.append(statistics.median(b / a for a, b in zip(raw, nk)))
+        overheads.append(overhead)
+        print(f"  {name} repeat {r + 1}/{repeats}: raw {statistics.median(raw) * 1e3:.1f} ms, "
+              f"netkiln {statistics.median(nk) * 1e3:.1f} ms, ratio {ratios[-1]:.3f}", file=sys.stderr, flush=True)
     return {"name": name, "description": description, "rows": len(data[0]), "val_rows": len(data[2]),
-            "raw": raw_med, "netkiln": nk_med, "ratio": ratios, "overhead": overheads}
+            "raw": raw_all, "netkiln": nk_all, "ratio": ratios, "overhead": overheads}
 
 
 def main(argv=None) -> int:
@@ -174,11 +199,18 @@ def main(argv=None) -> int:
     parser.add_argument("--epochs", type=int, default=6, help="epochs per run; the first is dropped (default 6)")
     parser.add_argument("--big-repeats", type=int, default=3, help="repeats for big_mlp (default 3)")
     parser.add_argument("--big-epochs", type=int, default=3, help="epochs per run for big_mlp (default 3)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="wall time (default) or the process's CPU time (steadier on a busy machine, CPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.clock == "cpu":
+        if device.type == "cuda":
+            parser.error("--clock cpu measures host CPU time only; use the wall clock on CUDA")
+        global CLOCK
+        CLOCK = time.process_time
     names = [n.strip() for n in args.models.split(",") if n.strip()]
     unknown = [n for n in names if n not in MODELS]
     if unknown:
@@ -188,7 +220,8 @@ def main(argv=None) -> int:
 
     import pytorch_lightning as pl
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
-          f"torch {torch.__version__}, lightning {pl.__version__}, threads {torch.get_num_threads()}")
+          f"torch {torch.__version__}, lightning {pl.__version__}, threads {torch.get_num_threads()}, "
+          f"clock {args.clock}")
     print("epoch = training + a validation pass over the validation split, on both sides; netkiln's also includes "
           "its per-epoch callbacks (history.csv, checkpoints, early stopping, progress bar)")
     results = []
@@ -199,7 +232,7 @@ def main(argv=None) -> int:
 
     print(f"\n{'model':8} {'train/val rows':>15} {'raw ms/epoch':>22} {'netkiln ms/epoch':>22} "
           f"{'netkiln/raw':>22} {'run overhead s':>18}")
-    print("  (median [min-max] over repeats)")
+    print("  (epoch times: median [min-max] over all timed epochs; ratio: median [min-max] over repeats)")
     for res in results:
         print(f"{res['name']:8} {res['rows']:>8}/{res['val_rows']:<6} {mmm(res['raw'], 1e3):>22} "
               f"{mmm(res['netkiln'], 1e3):>22} {mmm(res['ratio'], fmt='{:.3f}'):>22} "
