@@ -1,0 +1,205 @@
+"""`netkiln export`: a bundle's network as ONNX or TorchScript, with a JSON sidecar documenting its preparation.
+
+The exported graph takes prepared input (as the network saw it in training) unless `embed_preparation` bakes the
+saved standardisation into it, and returns logits unless `probabilities` appends softmax (sigmoid for binary).
+After writing, the file is loaded back (onnxruntime / torch.jit.load) and its outputs are compared with PyTorch's
+on the same inputs; the largest absolute difference goes into the sidecar.
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from netkiln.artifacts.bundle import Bundle
+from netkiln.artifacts.files import write_atomic, write_json_atomic
+from netkiln.errors import NetkilnError, did_you_mean
+
+log = logging.getLogger("netkiln")
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+TOLERANCE = 1e-5
+
+
+class ExportModule(nn.Module):
+    """The network, optionally with the saved standardisation before it and probabilities after it."""
+
+    def __init__(self, network: nn.Module, task_kind: str, standardize: dict | None = None,
+                 probabilities: bool = False, input_shape: tuple = ()):
+        super().__init__()
+        self.network = network
+        self.task_kind = task_kind
+        self.probabilities = probabilities
+        self.standardize = standardize is not None
+        if standardize is not None:
+            axis = int(standardize["feature_axis"])
+            shape = [1] * len(input_shape)
+            shape[axis] = -1
+            mean = torch.tensor(standardize["mean"], dtype=torch.float32).reshape(1, *shape)
+            std = torch.tensor(standardize["std"], dtype=torch.float32).reshape(1, *shape)
+            self.register_buffer("mean", mean)
+            self.register_buffer("std", std)
+
+    def forward(self, x):
+        if self.standardize:
+            x = (x - self.mean) / self.std
+        y = self.network(x)
+        if self.probabilities:
+            y = torch.sigmoid(y) if self.task_kind == "binary" else torch.softmax(y, dim=-1)
+        return y
+
+
+def _standardize_step(bundle: Bundle, embed: bool) -> dict | None:
+    prep = bundle.preparation
+    if not embed:
+        return None
+    if prep.get("kind") == "table" or set(prep) - {"standardize", "kind", "format", "layout", "input_shape",
+                                                   "raw_shape", "transform"}:
+        raise NetkilnError("only a standardisation can be embedded in the exported graph; this model's preparation "
+                           "has other steps (see the sidecar JSON), so export with embed_preparation=false",
+                           key="embed_preparation")
+    if prep.get("raw_shape") and list(prep["raw_shape"]) != list(bundle.input_shape):
+        raise NetkilnError("the model's input was reshaped from the raw arrays; embedding the preparation would hide "
+                           "that, so export with embed_preparation=false", key="embed_preparation")
+    return prep.get("standardize")
+
+
+def example_inputs(bundle: Bundle, n: int, seed: int = 0, raw: bool = False) -> torch.Tensor:
+    """Deterministic inputs shaped like the model's: N(0, 1) in prepared space, mapped back to raw if asked."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn((n, *bundle.input_shape), generator=g)
+    stats = bundle.preparation.get("standardize")
+    if raw and stats is not None:
+        axis = int(stats["feature_axis"])
+        shape = [1] * (len(bundle.input_shape) + 1)
+        shape[axis + 1] = -1
+        x = x * torch.tensor(stats["std"], dtype=torch.float32).reshape(shape) \
+            + torch.tensor(stats["mean"], dtype=torch.float32).reshape(shape)
+    return x
+
+
+def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # the TorchScript-based exporter's deprecation notice
+            torch.onnx.export(module, (example,), tmp, dynamo=False, input_names=["input"], output_names=["output"],
+                              dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, opset_version=opset)
+    try:
+        write_atomic(path, write)
+    except NetkilnError:
+        raise
+    except Exception as err:  # noqa: BLE001 - the exporter raises many types for unsupported operators
+        raise NetkilnError(f"ONNX export failed: {type(err).__name__}: {' '.join(str(err).split())[:400]}",
+                           key="format") from None
+
+
+def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            traced = torch.jit.trace(module, (example,), check_trace=True)
+        except Exception as err:  # noqa: BLE001
+            raise NetkilnError(f"TorchScript tracing failed: {type(err).__name__}: "
+                               f"{' '.join(str(err).split())[:400]}", key="format") from None
+    write_atomic(path, lambda tmp: torch.jit.save(traced, tmp))
+
+
+def run_exported(fmt: str, path: Path, x: torch.Tensor) -> np.ndarray | None:
+    """Outputs of the exported file on x (None when onnxruntime is not installed)."""
+    if fmt == "onnx":
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            return None
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(["output"], {"input": x.numpy()})[0]
+    loaded = torch.jit.load(str(path), map_location="cpu")
+    loaded.eval()
+    with torch.no_grad():
+        return loaded(x).numpy()
+
+
+def _sidecar(bundle: Bundle, fmt: str, path: Path, module: ExportModule, opset: int | None) -> dict:
+    import netkiln
+
+    task = bundle.task
+    from netkiln.artifacts.predictions import class_labels
+    if task.kind == "multiclass":
+        output = ("class probabilities (softmax applied)" if module.probabilities
+                  else "logits, one a class: apply softmax for probabilities; argmax is the predicted class")
+    elif task.kind == "binary":
+        output = ("probability of the positive class (sigmoid applied)" if module.probabilities
+                  else "one logit: apply sigmoid for the positive class's probability; > 0 predicts it")
+    else:
+        output = "predicted values, one a target (in the target's original units)"
+    return {
+        "format": fmt,
+        "file": path.name,
+        "opset": opset,
+        "netkiln": netkiln.__version__,
+        "torch": torch.__version__,
+        "run": str(bundle.run_dir),
+        "input": {"name": "input", "shape": ["batch", *bundle.input_shape], "dtype": "float32",
+                  "layout": bundle.layout, "feature_names": bundle.feature_names,
+                  "prepared": not module.standardize},
+        "preparation": bundle.preparation,
+        "preparation_note": ("the graph applies the saved standardisation itself: feed raw values"
+                             if module.standardize else
+                             "feed prepared values: apply `preparation` first (netkiln predict does this), e.g. "
+                             "standardize: (x - mean) / std along feature_axis"),
+        "output": {"name": "output", "shape": ["batch", *_output_shape(bundle)], "meaning": output,
+                   "task": task.to_dict(),
+                   "labels": [str(v) for v in class_labels(bundle)] if task.is_classification else None},
+    }
+
+
+def sidecar_path(path: Path) -> Path:
+    """model.onnx -> model.onnx.json: the two formats' sidecars never overwrite each other."""
+    return path.with_name(path.name + ".json")
+
+
+def _output_shape(bundle: Bundle) -> list:
+    return [int(s) for s in getattr(bundle.network, "output_shape", ())]
+
+
+def export_bundle(bundle: Bundle, fmt: str = "onnx", output: Any = None, *, opset: int = 17,
+                  embed_preparation: bool = False, probabilities: bool = False, check: bool = True) -> dict:
+    """Write the exported model and its sidecar JSON; return the sidecar (with the check's max abs diff)."""
+    if fmt not in FORMATS:
+        raise NetkilnError(f"unknown export format {fmt!r}.{did_you_mean(str(fmt), FORMATS)} Choose one of: "
+                           f"{', '.join(FORMATS)}.", key="format")
+    path = Path(str(output)) if output else bundle.run_dir / "export" / f"model{FORMATS[fmt]}"
+    if path.suffix.lower() != FORMATS[fmt]:
+        path = path.with_suffix(path.suffix + FORMATS[fmt]) if path.suffix else path.with_suffix(FORMATS[fmt])
+    module = ExportModule(bundle.network, bundle.task.kind, _standardize_step(bundle, embed_preparation),
+                          probabilities, bundle.input_shape)
+    module.eval()
+    example = example_inputs(bundle, 2, raw=module.standardize)
+    if fmt == "onnx":
+        _write_onnx(module, example, path, opset)
+    else:
+        _write_torchscript(module, example, path)
+    info = _sidecar(bundle, fmt, path, module, opset if fmt == "onnx" else None)
+    if check:
+        x = example_inputs(bundle, 64, seed=1, raw=module.standardize)
+        with torch.no_grad():
+            expected = module(x).numpy()
+        got = run_exported(fmt, path, x)
+        if got is None:
+            info["check"] = {"skipped": "onnxruntime is not installed (pip install onnxruntime)"}
+        else:
+            diff = float(np.max(np.abs(got.reshape(expected.shape) - expected))) if got.shape == expected.shape \
+                else float("inf")
+            info["check"] = {"rows": len(x), "max_abs_diff": diff, "tolerance": TOLERANCE, "ok": diff <= TOLERANCE}
+            if diff > TOLERANCE:
+                log.warning("the exported model's outputs differ from PyTorch's by up to %.3g (tolerance %g)",
+                            diff, TOLERANCE)
+    write_json_atomic(sidecar_path(path), info)
+    info["path"] = str(path)
+    info["sidecar"] = str(sidecar_path(path))
+    return info
