@@ -94,6 +94,9 @@ def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int
     except NetkilnError:
         raise
     except Exception as err:  # noqa: BLE001 - the exporter raises many types for unsupported operators
+        if "onnx is not installed" in str(err) or isinstance(err, ImportError):
+            raise NetkilnError("ONNX export needs the onnx package: pip install 'netkiln[export]' (onnx and "
+                               "onnxruntime), or use format=torchscript", key="format") from None
         raise NetkilnError(f"ONNX export failed: {type(err).__name__}: {' '.join(str(err).split())[:400]}",
                            key="format") from None
 
