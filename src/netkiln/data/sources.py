@@ -104,11 +104,16 @@ MNIST1D_ARGS = ("num_samples", "train_split", "template_len", "padding", "scale_
                 "corr_noise_scale", "iid_noise_scale", "shear_scale", "shuffle_seq", "final_seq_length", "seed")
 
 
+# mnist1d's get_dataset_args() defaults (the paper's dataset), copied so that a cache hit never imports mnist1d
+# (it pulls in matplotlib and scipy: ~1 s of start-up). tests/test_startup.py checks they still agree.
+MNIST1D_DEFAULTS = {"num_samples": 5000, "train_split": 0.8, "template_len": 12, "padding": [36, 60],
+                    "scale_coeff": 0.4, "max_translation": 48, "corr_noise_scale": 0.25, "iid_noise_scale": 2e-2,
+                    "shear_scale": 0.75, "shuffle_seq": False, "final_seq_length": 40, "seed": 42}
+
+
 def mnist1d_args(overrides: dict | None, path: str) -> dict:
     """The generator arguments: mnist1d's defaults (the paper's dataset) updated with `generator:` overrides."""
-    from mnist1d.data import get_dataset_args
-
-    args = {k: v for k, v in vars(get_dataset_args()).items() if k in MNIST1D_ARGS}
+    args = {k: list(v) if isinstance(v, list) else v for k, v in MNIST1D_DEFAULTS.items()}
     overrides = overrides or {}
     if not isinstance(overrides, dict):
         raise NetkilnError(f"expected a mapping of MNIST-1D generator arguments, got {overrides!r}", key=path)
