@@ -304,3 +304,38 @@ def test_export_with_embedded_preparation_takes_raw_rows(run, tmp_path):
 def test_export_unknown_format(run, capsys):
     assert main(["export", f"run={run}", "format=onnnx"]) == 2
     assert "Did you mean 'onnx'" in capsys.readouterr().err
+
+
+def test_table_model_predict_and_evaluate(tmp_path, capsys):
+    """A model trained on a CSV: predict re-applies its column preparation and writes the original labels."""
+    rng = np.random.default_rng(0)
+    n = 300
+    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "income": rng.normal(50, 10, n).round(2),
+                          "city": rng.choice(["paris", "lyon", "nice"], n)})
+    score = (frame.age - 50) / 10 + (frame.income - 50) / 10 + (frame.city == "paris") * 1.0
+    frame["label"] = np.where(score > 0.5, "yes", "no")
+    frame.to_csv(tmp_path / "people.csv", index=False)
+    run = tmp_path / "run"
+    assert main(["train", "data=csv", f"data.path={tmp_path}/people.csv", "data.target=label", "model=mlp",
+                 "trainer=debug", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]) == 0
+    # The training file itself: its target column is ignored.
+    assert main(["predict", f"run={run}", f"input={tmp_path}/people.csv", f"output={tmp_path}/p.csv"]) == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["prediction", "prob_no", "prob_yes"] and len(pred) == n
+    assert set(pred["prediction"]) <= {"yes", "no"}
+    new = frame.drop(columns=["label"]).head(20).assign(id=range(20))
+    new.to_parquet(tmp_path / "new.parquet")
+    assert main(["predict", f"run={run}", f"input={tmp_path}/new.parquet", f"output={tmp_path}/n.csv",
+                 "keep_columns=[id]", "chunk_rows=6"]) == 0
+    out = pd.read_csv(tmp_path / "n.csv")
+    assert out["id"].tolist() == list(range(20))
+    np.testing.assert_allclose(out[["prob_no", "prob_yes"]].to_numpy(), pred[["prob_no", "prob_yes"]].head(20),
+                               atol=1e-6)
+    capsys.readouterr()
+    assert main(["predict", f"run={run}", f"input={tmp_path}/new.parquet", f"output={tmp_path}/x.csv"]) == 2
+    assert "allow_extra=true" in capsys.readouterr().err
+    # Evaluate on another labelled table, prepared with the saved statistics.
+    assert main(["evaluate", f"run={run}", "data=csv", f"data.path={tmp_path}/people.csv", "data.target=label",
+                 f"out={tmp_path}/ev"]) == 0
+    report = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    assert report["rows"] == n and report["labels"] == ["no", "yes"]

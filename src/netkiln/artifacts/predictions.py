@@ -34,7 +34,7 @@ def _prepare_features():
 
 def _relocate(err: NetkilnError, file: InputFile, start: int) -> NetkilnError:
     """The data package's error about a chunk, re-pointed at the input file and the chunk's rows."""
-    message = err.message
+    message = err.message.replace("or allow extra columns", "or pass allow_extra=true to ignore them")
     if start:
         message += f" (in the chunk starting at data row {start})"
     return NetkilnError(message, key=file.key, file=str(file.path), line=err.line, column=err.column)
