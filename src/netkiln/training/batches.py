@@ -12,16 +12,22 @@ from typing import Callable
 import torch
 
 
+def _first_epoch() -> int:
+    return 0
+
+
 class TrainChunks:
     """Shuffled chunks of `batches_per_chunk` batches; the shuffle is seeded by (seed, epoch)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches_per_chunk: int,
-                 seed: int, epoch: Callable[[], int]):
+                 seed: int, epoch: Callable[[], int] | None = None):
         self.x, self.y = x, y
         self.batch_size = batch_size
         self.chunk_rows = batch_size * batches_per_chunk
         self.seed = seed
-        self.epoch = epoch      # reads the trainer's current epoch, so a resumed run reshuffles alike
+        # Reads the trainer's current epoch, so a resumed run reshuffles alike; the LightningModule
+        # sets it to one of its bound methods (picklable, unlike a lambda, for ddp_spawn).
+        self.epoch = epoch or _first_epoch
 
     @property
     def num_batches(self) -> int:

@@ -1,6 +1,7 @@
 """Loss functions chosen by the `loss/` config group, checked against the task."""
 from __future__ import annotations
 
+import functools
 from typing import Callable
 
 import torch
@@ -44,19 +45,34 @@ def make_loss(loss_cfg, task: Task) -> tuple[str, LossFn]:
     return name, _build(name, cfg)
 
 
+# Module-level functions bound with functools.partial (not lambdas): the loss travels with the
+# LightningModule when a strategy such as ddp_spawn pickles it into worker processes.
+def _cross_entropy(logits, y, label_smoothing=0.0):
+    return F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+
+
+def _bce(logits, y, pos_weight=None):
+    weight = None if pos_weight is None else torch.tensor(float(pos_weight), device=logits.device)
+    return F.binary_cross_entropy_with_logits(logits.reshape(-1), y.to(logits.dtype), pos_weight=weight)
+
+
+def _mse(pred, y):
+    return F.mse_loss(pred, y.reshape(pred.shape))
+
+
+def _mae(pred, y):
+    return F.l1_loss(pred, y.reshape(pred.shape))
+
+
+def _huber(pred, y, delta=1.0):
+    return F.huber_loss(pred, y.reshape(pred.shape), delta=delta)
+
+
 def _build(name: str, args: dict) -> LossFn:
     if name == "cross_entropy":
-        smoothing = float(args.get("label_smoothing", 0.0))
-        return lambda logits, y: F.cross_entropy(logits, y, label_smoothing=smoothing)
+        return functools.partial(_cross_entropy, label_smoothing=float(args.get("label_smoothing", 0.0)))
     if name == "bce":
-        pos_weight = args.get("pos_weight")
-        def bce(logits, y):
-            weight = None if pos_weight is None else torch.tensor(float(pos_weight), device=logits.device)
-            return F.binary_cross_entropy_with_logits(logits.reshape(-1), y.to(logits.dtype), pos_weight=weight)
-        return bce
-    if name == "mse":
-        return lambda pred, y: F.mse_loss(pred, y.reshape(pred.shape))
-    if name == "mae":
-        return lambda pred, y: F.l1_loss(pred, y.reshape(pred.shape))
-    delta = float(args.get("delta", 1.0))
-    return lambda pred, y: F.huber_loss(pred, y.reshape(pred.shape), delta=delta)
+        return functools.partial(_bce, pos_weight=args.get("pos_weight"))
+    if name == "huber":
+        return functools.partial(_huber, delta=float(args.get("delta", 1.0)))
+    return {"mse": _mse, "mae": _mae}[name]

@@ -45,7 +45,11 @@ class NetkilnModule(pl.LightningModule):
 
     # --- data -------------------------------------------------------------------------------
     def train_dataloader(self):
+        self.train_batches.epoch = self._epoch_now
         return self.train_batches.to(self.device)
+
+    def _epoch_now(self) -> int:
+        return self.current_epoch
 
     def val_dataloader(self):
         return self.val_batches.to(self.device) if self.val_batches is not None else []
@@ -141,7 +145,7 @@ class NetkilnModule(pl.LightningModule):
         metrics = {"train/loss": self._train_loss_sum / self._train_rows}
         if self.task.is_classification:
             metrics["train/acc"] = self._train_correct.float() / self._train_rows
-        self.log_dict(metrics, prog_bar=True)
+        self.log_dict(metrics, prog_bar=True, sync_dist=self.trainer.world_size > 1)
         self._train_logged = True
 
     def on_train_epoch_end(self):
@@ -187,7 +191,7 @@ class NetkilnModule(pl.LightningModule):
         values = {f"val/{name}": value for name, value in self.val_metrics.compute().items()}
         self.val_metrics.reset()
         values["val/loss"] = self._val_loss_sum / self._val_rows
-        self.log_dict(values, prog_bar=True)
+        self.log_dict(values, prog_bar=True, sync_dist=self.trainer.world_size > 1)
         # Validation runs at the end of the training epoch: log train metrics now, so callbacks that
         # react to validation (early stopping, checkpoints) can monitor train/* too.
         if not self.trainer.sanity_checking:

@@ -67,8 +67,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
 
     module = NetkilnModule(
         network, task, loss_fn, optimizer_cfg=cfg.optimizer, scheduler_cfg=cfg.get("scheduler"),
-        train_batches=TrainChunks(dataset.x_train, dataset.y_train, batch_size, chunk, seed,
-                                  epoch=lambda: module.current_epoch),
+        train_batches=TrainChunks(dataset.x_train, dataset.y_train, batch_size, chunk, seed),
         val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, batch_size)) if has_val else None,
         batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
