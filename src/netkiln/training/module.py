@@ -145,8 +145,28 @@ class NetkilnModule(pl.LightningModule):
         metrics = {"train/loss": self._train_loss_sum / self._train_rows}
         if self.task.is_classification:
             metrics["train/acc"] = self._train_correct.float() / self._train_rows
-        self.log_dict(metrics, prog_bar=True, sync_dist=self.trainer.world_size > 1)
+        self._publish(metrics)
         self._train_logged = True
+
+    def _publish(self, values: dict[str, torch.Tensor]):
+        """Hand per-epoch metrics to the callbacks (early stopping, checkpoints, history), progress bar and loggers.
+
+        On one process they go straight into `trainer.callback_metrics` / `progress_bar_metrics`, with one host
+        sync: `self.log` costs ~0.3 ms a key (Lightning moves its whole result structure on every call), a tenth
+        of a small model's epoch. Across processes `self.log_dict(sync_dist=True)` averages them over ranks.
+        """
+        trainer = self.trainer
+        if trainer.world_size > 1:
+            self.log_dict(values, prog_bar=True, sync_dist=True)
+            return
+        stacked = torch.stack([value.detach().reshape(()).float() for value in values.values()]).cpu()
+        callback_metrics, bar_metrics = trainer.callback_metrics, trainer.progress_bar_metrics
+        for name, value in zip(values, stacked.unbind()):
+            callback_metrics[name] = value
+            bar_metrics[name] = value.item()
+        for logger in trainer.loggers:
+            logger.log_metrics({**{name: float(v) for name, v in zip(values, stacked)}, "epoch": self.current_epoch},
+                               step=self.global_step)
 
     def on_train_epoch_end(self):
         self._log_train_metrics()
@@ -191,7 +211,7 @@ class NetkilnModule(pl.LightningModule):
         values = {f"val/{name}": value for name, value in self.val_metrics.compute().items()}
         self.val_metrics.reset()
         values["val/loss"] = self._val_loss_sum / self._val_rows
-        self.log_dict(values, prog_bar=True, sync_dist=self.trainer.world_size > 1)
+        self._publish(values)
         # Validation runs at the end of the training epoch: log train metrics now, so callbacks that
         # react to validation (early stopping, checkpoints) can monitor train/* too.
         if not self.trainer.sanity_checking:
