@@ -84,6 +84,13 @@ def test_regression_task_monitors_val_loss(tmp_path):
     assert set(metrics["test"]) == {"loss", "mse", "mae", "r2"}
 
 
+def test_multi_target_regression(tmp_path):
+    rc, run = train(tmp_path, "data.task=regression", "data.n_targets=2", "trainer.max_epochs=2")
+    assert rc == 0
+    metrics = read_metrics(run)
+    assert all(isinstance(v, float) for v in metrics["test"].values())
+
+
 def test_binary_task_uses_bce(tmp_path):
     rc, run = train(tmp_path, "data.task=binary", "trainer.max_epochs=2", "monitor=val/auroc")
     assert rc == 0

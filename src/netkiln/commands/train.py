@@ -89,8 +89,13 @@ EXIT_TRIALS_FAILED = 3
 def run(command: str, argv: list[str]) -> int:
     from netkiln.sweep import callback
 
+    from netkiln.sweep.lock import release_all
+
     callback.last_leaderboard = None
-    code = run_hydra(command, argv, _task)
+    try:
+        code = run_hydra(command, argv, _task)
+    finally:
+        release_all()
     board = callback.last_leaderboard
     if code == 0 and board is not None and board.failed:
         log.error("%d of %d trials failed; see %s", board.failed, len(board.rows), board.sweep_dir / "leaderboard.md")

@@ -9,6 +9,9 @@ from pathlib import Path
 from netkiln.errors import NetkilnError
 
 LOCK_NAME = ".sweep.lock"
+# Locks this process holds: released at the end of the sweep, or by release_all() when the sweep
+# stopped on an error before Hydra's end-of-sweep callback ran.
+_held: set[Path] = set()
 
 
 def _alive(pid: int) -> bool:
@@ -44,14 +47,21 @@ def acquire(sweep_dir: str | os.PathLike) -> Path:
                                file=str(sweep_dir)) from None
         with os.fdopen(fd, "w") as fh:
             fh.write(record)
+        _held.add(lock)
         return lock
     raise NetkilnError("could not take the sweep lock.", file=str(lock))
 
 
 def release(sweep_dir: str | os.PathLike) -> None:
     lock = Path(sweep_dir) / LOCK_NAME
+    _held.discard(lock)
     try:
         if json.loads(lock.read_text()).get("pid") == os.getpid():
             lock.unlink()
     except (OSError, json.JSONDecodeError):
         pass
+
+
+def release_all() -> None:
+    for lock in list(_held):
+        release(lock.parent)

@@ -19,9 +19,9 @@ def make_metrics(task: Task):
         metrics = {"acc": tm.Accuracy(task="binary"), "f1": tm.F1Score(task="binary"),
                    "auroc": tm.AUROC(task="binary")}
     else:
-        k = task.num_outputs
-        metrics = {"mse": tm.MeanSquaredError(num_outputs=k), "mae": tm.MeanAbsoluteError(num_outputs=k),
-                   "r2": tm.R2Score(multioutput="uniform_average") if k > 1 else tm.R2Score()}
+        # MSE/MAE over every target value (one number, like Keras); R2 averaged over targets.
+        metrics = {"mse": tm.MeanSquaredError(), "mae": tm.MeanAbsoluteError(),
+                   "r2": tm.R2Score(multioutput="uniform_average")}
     return tm.MetricCollection(metrics)
 
 
