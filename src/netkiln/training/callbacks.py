@@ -8,6 +8,7 @@ finished, and its error raised, before `fit` returns.
 """
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -114,29 +115,93 @@ class HistoryWriter(pl.Callback):
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Saves checkpoints to a temporary name and renames them: a kill never leaves a torn .ckpt.
 
-    The checkpoint is serialized on the calling thread (a snapshot of this step) and written by
-    a background thread; `teardown` (end of fit, also after an error) waits for the writes.
+    Every save takes a snapshot (tensors cloned) at once. Serializing and writing it is the costly
+    part (~2 ms for a small model, twice an epoch when the best checkpoint improves), so it happens
+    at most once every `write_interval` seconds: a save within that time of the last write only
+    replaces the pending snapshot for its path. Pending snapshots are written at `teardown` (the end
+    of fit, also after an error or Ctrl-C) and before any load, so files are never older than
+    `write_interval` seconds plus one epoch, and exact at the end. Checkpoints larger than
+    `snapshot_limit_bytes` (where a copy would cost memory, and epochs are long anyway) are
+    serialized at every save. The file writes run in a background thread (`BackgroundWriter`).
     """
 
-    def __init__(self):
+    def __init__(self, write_interval: float = 5.0, snapshot_limit_bytes: int = 256 * 2**20):
         super().__init__()
+        self.write_interval = write_interval
+        self.snapshot_limit_bytes = snapshot_limit_bytes
         self._writer = BackgroundWriter()
+        self._pending: dict[Path, dict] = {}
+        self._last_write = -float("inf")
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
+        path = Path(path)
+        self._pending.pop(path, None)
+        due = time.monotonic() - self._last_write >= self.write_interval
+        if due or _tensor_bytes(checkpoint) > self.snapshot_limit_bytes:
+            self._write_pending()
+            self._write(checkpoint, path)
+        else:
+            self._pending[path] = _snapshot(checkpoint)
+
+    def _write(self, checkpoint, path: Path) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        self._writer.submit(_write_bytes_atomic, Path(path), buffer.getvalue())
+        self._writer.submit(_write_bytes_atomic, path, buffer.getvalue())
+        self._last_write = time.monotonic()
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, {}
+        for path, checkpoint in pending.items():
+            self._write(checkpoint, path)
 
     def remove_checkpoint(self, path):
+        self._pending.pop(Path(path), None)
         self._writer.submit(_remove, Path(path))
 
+    def flush(self) -> None:
+        """Write every pending snapshot and wait for the writes."""
+        self._write_pending()
+        self._writer.flush()
+
     def teardown(self):
-        self._writer.close()
+        try:
+            self._write_pending()
+        finally:
+            self._writer.close()
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
-        self._writer.flush()
+        self.flush()
         # Checkpoints hold plain tensors and containers: never unpickle arbitrary objects.
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def _tensor_bytes(obj) -> int:
+    if isinstance(obj, torch.Tensor):
+        return obj.element_size() * obj.nelement()
+    if isinstance(obj, dict):
+        return sum(_tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in obj)
+    return 0
+
+
+def _snapshot(obj):
+    """A copy of a checkpoint that later training cannot change: tensors cloned, containers rebuilt."""
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    if isinstance(obj, dict):
+        new = copy.copy(obj)            # keeps the type and attributes (a state_dict's _metadata)
+        for key, value in obj.items():
+            new[key] = _snapshot(value)
+        return new
+    if isinstance(obj, list):
+        return [_snapshot(v) for v in obj]
+    if isinstance(obj, tuple):
+        values = [_snapshot(v) for v in obj]
+        return type(obj)(*values) if hasattr(obj, "_fields") else tuple(values)
+    if obj is None or isinstance(obj, (str, bytes, int, float, bool, complex)):
+        return obj
+    return copy.deepcopy(obj)
 
 
 def _remove(path: Path) -> None:
