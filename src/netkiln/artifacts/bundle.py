@@ -4,7 +4,7 @@
       config.yaml          the resolved model spec, data config, loss, seed, task and input shape
       weights.safetensors  the network's state dict (best checkpoint)
       preprocessing.json   input schema (layout, shape, feature names), fitted preparation, class names
-      meta.json            bundle format, netkiln / torch / Python versions, param counts, metrics
+      meta.json            bundle format, netkiln / torch / Python versions, param counts, metrics, weights checksum
 
 Saving stages the files in a temporary folder beside `model/` (each written under a temporary name and renamed)
 and then swaps the folder in, so a killed run never leaves a half-written bundle. Loading reads YAML with the safe
@@ -148,6 +148,8 @@ def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: 
         state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
         write_atomic(stage / "weights.safetensors", lambda tmp: save_file(state, tmp, metadata={
             "format": "pt", "netkiln_bundle": str(BUNDLE_FORMAT)}))
+        # Loading checks the weights against this: a truncated or modified file is refused, not half-used.
+        meta = {**meta, "weights_sha256": file_sha256(stage / "weights.safetensors")}
         write_text_atomic(stage / "config.yaml", "# netkiln model bundle: the resolved config of the run\n"
                           + yaml.safe_dump(config, sort_keys=False, default_flow_style=None))
         write_json_atomic(stage / "preprocessing.json", preprocessing)
@@ -163,6 +165,43 @@ def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: 
         shutil.rmtree(stage, ignore_errors=True)
         raise
     return path
+
+
+def refuse_output_in_bundle(output: Any, bundle: "Bundle", key: str) -> None:
+    """Outputs the user names (predict output=, export output=, evaluate out=) may go anywhere but into the
+    model bundle itself: its files are what every later command loads."""
+    target = Path(str(output)).expanduser().resolve()
+    inside = bundle.path.resolve()
+    if target == inside or inside in target.parents:
+        raise NetkilnError(f"{target} is inside the model bundle ({inside}); write outputs elsewhere, the bundle holds "
+                           "only what evaluate, predict and export load.", key=key)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_weights(bundle: "Bundle", key: str = "run") -> dict:
+    """The bundle's state dict from weights.safetensors (no pickle), checked against meta.json's checksum."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    weights = bundle.path / "weights.safetensors"
+    expected = bundle.meta.get("weights_sha256")
+    try:
+        if expected is not None and file_sha256(weights) != expected:
+            raise NetkilnError("the weights do not match the checksum recorded in meta.json: the file was truncated, "
+                               "corrupted or modified after training. Use an intact copy of the run (or train it "
+                               "again).", key=key, file=str(weights))
+        return load_file(str(weights), device="cpu")
+    except (SafetensorError, OSError, ValueError) as err:
+        raise NetkilnError(f"cannot read the weights: {err}", key=key, file=str(weights)) from None
 
 
 def save_bundle(run_dir: str | os.PathLike, cfg, dataset, network, metrics: dict | None = None) -> Path:
@@ -297,9 +336,6 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
 
 def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> Bundle:
     """Read the bundle, compile its model with netkiln's layers and load the weights (eval mode, CPU)."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from netkiln.compiler import compile_model
     from netkiln.task import Task
 
@@ -311,10 +347,7 @@ def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
                            file=str(bundle.path / "config.yaml")) from None
     network = compile_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
     weights = bundle.path / "weights.safetensors"
-    try:
-        state = load_file(str(weights), device="cpu")
-    except (SafetensorError, OSError, ValueError) as err:
-        raise NetkilnError(f"cannot read the weights: {err}", key=key, file=str(weights)) from None
+    state = read_weights(bundle, key)
     expected = network.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

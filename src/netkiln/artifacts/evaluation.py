@@ -157,6 +157,9 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     from netkiln.training.evaluate import evaluate_split
     from netkiln.training.losses import make_loss
 
+    from netkiln.artifacts.bundle import refuse_output_in_bundle
+    if out:
+        refuse_output_in_bundle(out, bundle, "out")
     if data_cfg is None:
         data_name, split, x, y = run_data(bundle, split)
     else:

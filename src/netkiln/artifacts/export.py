@@ -179,6 +179,8 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", output: Any = None, *, opse
     path = Path(str(output)) if output else bundle.run_dir / "export" / f"model{FORMATS[fmt]}"
     if path.suffix.lower() != FORMATS[fmt]:
         path = path.with_suffix(path.suffix + FORMATS[fmt]) if path.suffix else path.with_suffix(FORMATS[fmt])
+    from netkiln.artifacts.bundle import refuse_output_in_bundle
+    refuse_output_in_bundle(path, bundle, "output")
     module = ExportModule(bundle.network, bundle.task.kind, _standardize_step(bundle, embed_preparation),
                           probabilities, bundle.input_shape)
     module.eval()

@@ -268,6 +268,8 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
     out = Path(str(output)).expanduser()
     if out.resolve() == file.path.resolve():
         raise NetkilnError("the output would overwrite the input file; choose another output path", key="output")
+    from netkiln.artifacts.bundle import refuse_output_in_bundle
+    refuse_output_in_bundle(out, bundle, "output")
     keep = list(keep_columns or [])
     if keep and not file.is_table:
         raise NetkilnError("keep_columns needs a table input (.csv or .parquet)", key="keep_columns")

@@ -16,13 +16,15 @@ def _task(cfg) -> None:
     from netkiln.artifacts.files import write_json_atomic
     from netkiln.data.analyze import analyze_data, plot_report, print_report
 
+    from netkiln.pipeline import seed_of
+
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        report, context = analyze_data(cfg.data, seed=int(cfg.seed))   # every check, before anything is written
+        report, context = analyze_data(cfg.data, seed=seed_of(cfg))   # every check, before anything is written
     except BaseException:
         _remove_if_empty(out_dir)
         raise
-    report["config"] = {"data": OmegaConf.to_container(cfg.data, resolve=True), "seed": int(cfg.seed)}
+    report["config"] = {"data": OmegaConf.to_container(cfg.data, resolve=True), "seed": seed_of(cfg)}
     print_report(report)
     plot_report(report, context, out_dir / "analysis.png")
     write_json_atomic(out_dir / "analysis.json", report)

@@ -82,6 +82,12 @@ def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str])
                     "group=option or +new.key=value (see Hydra's override grammar); quote values with "
                     "special characters.")
     cause = err.__cause__
+    from omegaconf.errors import MissingMandatoryValue
+    missing = next((e for e in (err, cause) if isinstance(e, MissingMandatoryValue) and getattr(e, "full_key", None)),
+                   None)
+    if missing is not None:
+        key = str(missing.full_key)
+        return f"{key}: a value is required here ('???'); set it on the command line, e.g. {key}=..."
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
         siblings = _sibling_keys(conf_dir, command, argv, full_key)

@@ -13,8 +13,11 @@ def _task(cfg) -> None:
     if fmt not in FORMATS:        # before loading anything
         raise NetkilnError(f"unknown export format {cfg.format!r}.{did_you_mean(fmt, FORMATS)} Choose one of: "
                            f"{', '.join(FORMATS)}.", key="format")
+    opset = cfg.opset
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 7:
+        raise NetkilnError(f"must be an ONNX opset number (e.g. 17), not {opset!r}.", key="opset")
     bundle = load_bundle(cfg.run, allow_targets=bool(cfg.allow_targets))
-    info = export_bundle(bundle, fmt, cfg.output, opset=int(cfg.opset),
+    info = export_bundle(bundle, fmt, cfg.output, opset=opset,
                          embed_preparation=bool(cfg.embed_preparation), probabilities=bool(cfg.probabilities),
                          check=bool(cfg.check))
     print(f"exported {fmt} to {info['path']} (input {tuple(info['input']['shape'])}, "

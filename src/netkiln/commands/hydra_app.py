@@ -1,6 +1,7 @@
 """Run a task function as a Hydra app and turn user errors into one paragraph and exit code 2."""
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -13,6 +14,8 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 # Exit codes: 0 ok, 1 internal error (a bug: full traceback), 2 bad input, 130 interrupted.
 EXIT_BAD_INPUT = 2
+_FILE_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.ENOENT, errno.EISDIR,
+                errno.ENOTDIR}
 
 
 def _user_error_message(err: BaseException) -> str | None:
@@ -24,6 +27,18 @@ def _user_error_message(err: BaseException) -> str | None:
 
     if isinstance(err, NetkilnError):
         return str(err)
+    import yaml
+    if isinstance(err, yaml.MarkedYAMLError) and err.problem_mark is not None:
+        # A config file of the user's (conf/, --config-dir) that is not valid YAML.
+        mark = err.problem_mark
+        started = err.context_mark
+        context = f"{err.context} (line {started.line + 1}, column {started.column + 1})" \
+            if err.context and started is not None and started.line != mark.line else err.context
+        what = " ".join(str(part) for part in (context, err.problem) if part)
+        return f"{mark.name}, line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {what}."
+    if isinstance(err, OSError) and err.filename and err.errno in _FILE_ERRNOS:
+        # The system refused a file (no permission, disk full, read-only): the user's to fix, not a bug.
+        return f"{err.filename}: cannot access the file: {err.strerror or err}."
     if isinstance(err, (HydraException, OmegaConfBaseException)):
         parts = [str(err).strip()]
         cause = err.__cause__
@@ -41,6 +56,28 @@ def _user_conf_override(argv: list[str]) -> list[str]:
     return [f"hydra.searchpath=[file://{user_conf}]"]
 
 
+def _keep_error(task: Callable, failed: list) -> Callable:
+    """Wrap a single run's task so its exception reaches run_hydra untouched: Hydra's job runner would
+    first write "Error executing job with overrides: [...]" to stderr, a second paragraph. In a sweep
+    the exception goes to Hydra as before (the launcher decides what a failed trial means)."""
+    import functools
+
+    @functools.wraps(task)
+    def job(cfg):
+        try:
+            return task(cfg)
+        except Exception as err:  # noqa: BLE001 - re-raised by run_hydra once Hydra has returned
+            from hydra.core.hydra_config import HydraConfig
+            from hydra.types import RunMode
+
+            if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+                raise
+            failed.append(err)
+            return None
+
+    return job
+
+
 def run_hydra(command: str, argv: list[str], task: Callable) -> int:
     """Compose `conf/<command>.yaml` with the overrides in argv and call task(cfg)."""
     import hydra
@@ -49,9 +86,12 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
     # Let exceptions reach us instead of Hydra's own printer, which exits 1 with a partial traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     sys.argv = [f"netkiln {command}", *argv, *_user_conf_override(argv)]
-    app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=command)(task)
+    failed: list[BaseException] = []
+    app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=command)(_keep_error(task, failed))
     try:
         app()
+        if failed:      # raised here, not inside Hydra's job runner (which prints an extra line first)
+            raise failed[0]
     except KeyboardInterrupt:
         sys.stderr.write("netkiln: interrupted.\n")
         return 130

@@ -47,8 +47,9 @@ def _check_input_shape(shape: Any) -> tuple:
 
 
 class _Builder:
-    def __init__(self, allow_targets: bool):
+    def __init__(self, allow_targets: bool, target_prefixes: tuple[str, ...] | None = None):
         self.allow_targets = allow_targets
+        self.target_prefixes = target_prefixes
         self.counts: Counter = Counter()
 
     def name(self, base: str) -> str:
@@ -102,6 +103,12 @@ class _Builder:
         if not self.allow_targets:
             raise ModelSpecError(f"_target_ entries ({path}) are not allowed here; use the built-in "
                                  "layer names", key=key)
+        if self.target_prefixes is not None and not path.startswith(self.target_prefixes):
+            # Checked before importing anything: naming a module must not run its code.
+            raise ModelSpecError(f"_target_ '{path}' is not a {' / '.join(p.rstrip('.') for p in self.target_prefixes)} "
+                                 "class; a config may only name those (netkiln does not import other code named in "
+                                 "a config). If you trust this config, pass allow_targets=true.",
+                                 key=f"{key}._target_")
         cls = _resolve(path, key)
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise ModelSpecError(f"_target_ {path} is not a torch.nn.Module class", key=f"{key}._target_")
@@ -173,8 +180,12 @@ def _task_text(task) -> str:
 
 
 def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
-                  allow_targets: bool = True) -> Network:
-    """Build the Network for `model_cfg` on inputs of `input_shape` (no batch dim) for `task`."""
+                  allow_targets: bool = True, target_prefixes: tuple[str, ...] | None = None) -> Network:
+    """Build the Network for `model_cfg` on inputs of `input_shape` (no batch dim) for `task`.
+
+    `_target_` entries: refused when not `allow_targets`; else, with `target_prefixes`, only classes whose dotted
+    path starts with one of them (e.g. ("torch.nn.",)); any torch.nn.Module subclass otherwise.
+    """
     cfg = _plain(model_cfg)
     if not isinstance(cfg, Mapping):
         raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
@@ -194,7 +205,7 @@ def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
     head = _head_mode(cfg, key)
     shape = _check_input_shape(input_shape)
 
-    builder = _Builder(allow_targets)
+    builder = _Builder(allow_targets, target_prefixes)
     modules, names, rows = [], [], []
     cur = shape
     for i, raw in enumerate(layers):

@@ -162,6 +162,8 @@ def read_table_source(path: Any, *, format: str | None = "auto", delimiter: str 
                                file=str(p)) from None
         except LookupError:
             raise NetkilnError(f"unknown text encoding {text_encoding!r}", key="data.text_encoding") from None
+        except OSError as err:
+            raise NetkilnError(f"cannot read the file: {err.strerror or err}", key=key, file=str(p)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
     dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
     if dupes:

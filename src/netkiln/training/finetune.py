@@ -76,12 +76,10 @@ def init_from_bundle(network, run: Any, *, frozen: list[str] = (), allow_targets
     Tensors that do not match (a new head for another number of classes, an added layer) keep their fresh
     initialisation and are logged; a frozen layer must be fully initialised from the bundle.
     """
-    from safetensors.torch import load_file
-
-    from netkiln.artifacts.bundle import read_bundle
+    from netkiln.artifacts.bundle import read_bundle, read_weights
 
     bundle = read_bundle(run, allow_targets=allow_targets, key=key)
-    state = load_file(str(bundle.path / "weights.safetensors"), device="cpu")
+    state = read_weights(bundle, key)
     own = network.state_dict()
     loaded, skipped = {}, []
     for name, tensor in own.items():

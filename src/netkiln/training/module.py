@@ -25,7 +25,7 @@ class NetkilnModule(pl.LightningModule):
     def __init__(self, network: torch.nn.Module, task: Task, loss_fn, *, optimizer_cfg, scheduler_cfg,
                  train_batches: TrainChunks, val_batches: EvalBatches | None, batch_size: int,
                  max_epochs: int, max_steps: int, mode: str, monitor: str,
-                 gradient_clip_val: float | None = None):
+                 gradient_clip_val: float | None = None, allow_targets: bool = False):
         super().__init__()
         self.automatic_optimization = False
         self.network = network
@@ -33,6 +33,7 @@ class NetkilnModule(pl.LightningModule):
         self.loss_fn = loss_fn
         self.val_metrics = make_metrics(task)
         self.optimizer_cfg, self.scheduler_cfg = optimizer_cfg, scheduler_cfg
+        self.allow_targets = allow_targets          # optimizer/scheduler _target_ outside torch.optim
         self.train_batches, self.val_batches = train_batches, val_batches
         self.batch_size = batch_size
         self.max_epochs, self.max_steps = max_epochs, max_steps
@@ -56,10 +57,11 @@ class NetkilnModule(pl.LightningModule):
 
     # --- optimizer ----------------------------------------------------------------------------
     def configure_optimizers(self):
-        optimizer = build_optimizer(self.optimizer_cfg, [p for p in self.parameters() if p.requires_grad])
+        optimizer = build_optimizer(self.optimizer_cfg, [p for p in self.parameters() if p.requires_grad],
+                                    allow_targets=self.allow_targets)
         scheduler = build_scheduler(self.scheduler_cfg, optimizer, max_epochs=self.max_epochs,
                                     steps_per_epoch=self.train_batches.num_batches, max_steps=self.max_steps,
-                                    mode=self.mode)
+                                    mode=self.mode, allow_targets=self.allow_targets)
         if scheduler is None:
             return optimizer
         # Returned so Lightning saves its state in checkpoints; stepped by hand (manual optimization).

@@ -13,20 +13,77 @@ _META_KEYS = {"_target_", "_partial_"}
 _SCHEDULER_KEYS = {"interval"}
 
 
-def _resolve_class(target: str, key: str, kind: str):
-    module_name, _, attr = str(target).rpartition(".")
+# Without allow_targets=true a config may only name these (a shared config or a bundle must not make netkiln
+# import and call arbitrary code): the module whose classes may be named, and the base class they must extend.
+_KINDS = {
+    "optimizer": ("torch.optim", "torch.optim.Optimizer"),
+    "scheduler": ("torch.optim.lr_scheduler", "torch.optim.lr_scheduler.LRScheduler"),
+}
+
+
+def _base_classes(kind: str) -> tuple:
+    """(classes a target must extend, abstract bases that are no answer themselves)."""
+    import torch
+
+    if kind == "optimizer":
+        return (torch.optim.Optimizer,), (torch.optim.Optimizer,)
+    from torch.optim import lr_scheduler
+    abstract = (lr_scheduler.LRScheduler, getattr(lr_scheduler, "_LRScheduler", lr_scheduler.LRScheduler))
+    return (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau), abstract
+
+
+def _is_kind(cls, kind: str) -> bool:
+    bases, abstract = _base_classes(kind)
+    return isinstance(cls, type) and issubclass(cls, bases) and cls not in abstract
+
+
+def _known_classes(kind: str) -> list[str]:
+    module_name = _KINDS[kind][0]
+    module = importlib.import_module(module_name)
+    return [f"{module_name}.{n}" for n in dir(module) if not n.startswith("_") and _is_kind(getattr(module, n), kind)]
+
+
+def _resolve_class(target, key: str, kind: str, allow_targets: bool = False):
+    """The class named by `<key>._target_`: an optimizer / LR scheduler class, from torch.optim unless allow_targets."""
+    where = f"{key}._target_"
+    target = str(target)
+    module_name, _, attr = target.rpartition(".")
+    allowed_module = _KINDS[kind][0]
+    if not allow_targets and module_name not in (allowed_module, "torch.optim") and \
+            not module_name.startswith(allowed_module + "."):
+        raise NetkilnError(f"'{target}' is not a {allowed_module} {kind} class. A config may only name "
+                           f"{allowed_module} classes here (netkiln does not import other code named in a config); "
+                           "if you trust this config, pass allow_targets=true.", key=where)
     try:
-        return getattr(importlib.import_module(module_name), attr)
+        cls = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError):
-        raise NetkilnError(f"cannot find {kind} class '{target}'.", key=f"{key}._target_") from None
+        raise NetkilnError(f"cannot find {kind} class '{target}'.{did_you_mean(target, _known_classes(kind))}",
+                           key=where) from None
+    if not _is_kind(cls, kind):
+        raise NetkilnError(f"'{target}' is not {'an' if kind == 'optimizer' else 'a'} {kind} (a subclass of "
+                           f"{_KINDS[kind][1]}).{did_you_mean(target, _known_classes(kind))}", key=where)
+    return cls
 
 
 def _check_args(cls, args: dict, key: str, skip: int) -> None:
-    """Reject arguments the class does not take, with a did-you-mean (skip = leading positional args)."""
-    params = list(inspect.signature(cls).parameters.values())[skip:]
+    """Reject arguments the class does not take (with a did-you-mean) and required ones that are missing or null
+    (skip = leading positional args)."""
+    try:
+        params = list(inspect.signature(cls).parameters.values())[skip:]
+    except (TypeError, ValueError):       # no introspectable signature: let the constructor judge
+        return
+    named = [p for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for p in named:
+        if p.default is p.empty and args.get(p.name) is None:
+            raise NetkilnError(f"{cls.__name__} needs a value for '{p.name}'; set {key}.{p.name}=... "
+                               f"({'it is null' if p.name in args else 'it is not given'}).", key=f"{key}.{p.name}")
+        numeric = isinstance(p.default, (int, float)) and not isinstance(p.default, bool)
+        if numeric and p.name in args and (isinstance(args[p.name], (str, bool)) or args[p.name] is None):
+            raise NetkilnError(f"{cls.__name__}'s '{p.name}' must be a number, not {args[p.name]!r}.",
+                               key=f"{key}.{p.name}")
     if any(p.kind == p.VAR_KEYWORD for p in params):
         return
-    names = [p.name for p in params]
+    names = [p.name for p in named]
     for arg in args:
         if arg not in names:
             raise NetkilnError(f"{cls.__name__} has no argument '{arg}'." + did_you_mean(arg, names),
@@ -39,12 +96,12 @@ def _plain(cfg) -> dict:
     return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
 
 
-def build_optimizer(optimizer_cfg, params):
+def build_optimizer(optimizer_cfg, params, *, allow_targets: bool = False):
     cfg = _plain(optimizer_cfg)
     if "_target_" not in cfg:
         raise NetkilnError("the optimizer config needs a _target_ (pick one with optimizer=adam|adamw|sgd|rmsprop).",
                            key="optimizer")
-    cls = _resolve_class(cfg["_target_"], "optimizer", "optimizer")
+    cls = _resolve_class(cfg["_target_"], "optimizer", "optimizer", allow_targets)
     args = {k: v for k, v in cfg.items() if k not in _META_KEYS}
     _check_args(cls, args, "optimizer", skip=1)
     try:
@@ -64,7 +121,7 @@ def scheduler_interval(scheduler_cfg) -> str | None:
 
 
 def build_scheduler(scheduler_cfg, optimizer, *, max_epochs: int, steps_per_epoch: int, max_steps: int,
-                    mode: str):
+                    mode: str, allow_targets: bool = False):
     """Instantiate the scheduler, filling `auto` values from the run; None for `scheduler=none`."""
     cfg = _plain(scheduler_cfg)
     if "_target_" not in cfg:
@@ -72,7 +129,7 @@ def build_scheduler(scheduler_cfg, optimizer, *, max_epochs: int, steps_per_epoc
             raise NetkilnError(f"scheduler settings {sorted(cfg)} given without a _target_; pick one with "
                                "scheduler=cosine|plateau|onecycle|step.", key="scheduler")
         return None
-    cls = _resolve_class(cfg["_target_"], "scheduler", "scheduler")
+    cls = _resolve_class(cfg["_target_"], "scheduler", "scheduler", allow_targets)
     interval = scheduler_interval(cfg)
     args = {k: v for k, v in cfg.items() if k not in _META_KEYS | _SCHEDULER_KEYS}
     total_steps = steps_per_epoch * max_epochs

@@ -17,6 +17,15 @@ def _positive_int(value, key: str) -> int:
     return value
 
 
+def _clip_value(value) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise NetkilnError(f"must be a number >= 0 (or null for no clipping), not {value!r}.",
+                           key="gradient_clip_val")
+    return float(value)
+
+
 def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     """Train the configured model; return the metrics written to `metrics.json`.
 
@@ -35,9 +44,12 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.training.module import NetkilnModule
     from netkiln.training.trainer import make_callbacks, trainer_kwargs
 
-    seed = int(cfg.seed)
+    from netkiln.pipeline import seed_of
+
+    seed = seed_of(cfg)
     batch_size = _positive_int(cfg.batch_size, "batch_size")
     chunk = _positive_int(cfg.steps_per_execution, "steps_per_execution")
+    clip = _clip_value(cfg.get("gradient_clip_val"))
     kwargs = trainer_kwargs(cfg.trainer)
     pl.seed_everything(seed, workers=True, verbose=False)
 
@@ -71,7 +83,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, batch_size)) if has_val else None,
         batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
-        gradient_clip_val=cfg.get("gradient_clip_val"))
+        gradient_clip_val=clip, allow_targets=bool(cfg.get("allow_targets", False)))
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 
