@@ -133,3 +133,18 @@ def test_config_errors_name_the_key(tmp_path, capsys, override, key):
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
     assert not (run / "metrics.json").exists()
+
+
+def test_training_data_too_large_for_the_device_streams_from_host(monkeypatch):
+    """On a GPU without room for the data, chunks are copied over one by one (logic checked on CPU)."""
+    from netkiln.training import batches
+
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (1000, 4000))
+    assert batches._fits_on(torch.device("cuda"), 500) and not batches._fits_on(torch.device("cuda"), 501)
+    assert batches._fits_on(torch.device("cpu"), 10**12)
+
+    x, y = torch.arange(40.0).reshape(20, 2), torch.arange(20)
+    chunks = batches.TrainChunks(x, y, batch_size=4, batches_per_chunk=2, seed=0)
+    chunks.stream_to = torch.device("cpu")          # what to() sets for a device without room
+    seen = torch.cat([xb for xb, _ in chunks])
+    assert sorted(seen[:, 0].tolist()) == sorted(x[:, 0].tolist())

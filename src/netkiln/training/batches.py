@@ -6,10 +6,32 @@ per batch, so Lightning's per-step overhead is paid once per chunk.
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Callable
 
 import torch
+
+log = logging.getLogger("netkiln")
+
+# Training data up to this share of the accelerator's free memory is made resident there; larger
+# data stays in (pinned) host memory and each chunk is copied over as it is used.
+DEVICE_SHARE = 0.5
+
+
+def _fits_on(device: torch.device, nbytes: int) -> bool:
+    if device.type != "cuda":
+        return True
+    free, _total = torch.cuda.mem_get_info(device)
+    return nbytes <= DEVICE_SHARE * free
+
+
+def _describe(nbytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
+        nbytes /= 1024
+    return ""
 
 
 def _first_epoch() -> int:
@@ -28,6 +50,7 @@ class TrainChunks:
         # Reads the trainer's current epoch, so a resumed run reshuffles alike; the LightningModule
         # sets it to one of its bound methods (picklable, unlike a lambda, for ddp_spawn).
         self.epoch = epoch or _first_epoch
+        self.stream_to: torch.device | None = None      # set when the data stays in host memory
 
     @property
     def num_batches(self) -> int:
@@ -37,8 +60,18 @@ class TrainChunks:
         return math.ceil(len(self.x) / self.chunk_rows)
 
     def to(self, device: torch.device) -> "TrainChunks":
-        if self.x.device != device:
+        device = torch.device(device)
+        if self.x.device == device or self.stream_to == device:
+            return self
+        nbytes = self.x.nbytes + self.y.nbytes
+        if _fits_on(device, nbytes):
             self.x, self.y = self.x.to(device), self.y.to(device)
+            log.info("training data: %s resident on %s, batched by index slicing", _describe(nbytes), device)
+        else:
+            self.x, self.y = self.x.pin_memory(), self.y.pin_memory()
+            self.stream_to = device
+            log.info("training data: %s is too large for %s; kept in pinned host memory and copied "
+                     "over chunk by chunk", _describe(nbytes), device)
         return self
 
     def __iter__(self):
@@ -46,7 +79,11 @@ class TrainChunks:
         order = torch.randperm(len(self.x), generator=gen).to(self.x.device)
         for start in range(0, len(order), self.chunk_rows):
             idx = order[start:start + self.chunk_rows]
-            yield self.x[idx], self.y[idx]
+            if self.stream_to is None:
+                yield self.x[idx], self.y[idx]
+            else:
+                yield (self.x[idx].to(self.stream_to, non_blocking=True),
+                       self.y[idx].to(self.stream_to, non_blocking=True))
 
 
 class EvalBatches:
