@@ -141,6 +141,10 @@ def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: 
 
     path = Path(path)
     stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    # Staging folders of a writer that was killed (SIGKILL, power loss) are never a bundle: remove them.
+    for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
+        if stale.is_dir() and not stale.name.endswith(f"-{os.getpid()}"):
+            shutil.rmtree(stale, ignore_errors=True)
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
@@ -240,6 +244,9 @@ def find_bundle(run: Any, key: str = "run") -> Path:
             status = None
         if status == "failed":
             raise NetkilnError("this trial failed (see error.txt there); it left no model.", key=key, file=str(p))
+        if status == "interrupted":
+            raise NetkilnError("this run was interrupted before it finished, so it has no model yet; continue it with "
+                               f"`netkiln train resume=true hydra.run.dir={p}`.", key=key, file=str(p))
         raise NetkilnError("this run has no model/ bundle (it was trained before netkiln wrote bundles); "
                            "train it again.", key=key, file=str(p))
     if (p / "checkpoints" / "last.ckpt").is_file():

@@ -93,7 +93,7 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
         if failed:      # raised here, not inside Hydra's job runner (which prints an extra line first)
             raise failed[0]
     except KeyboardInterrupt:
-        sys.stderr.write("netkiln: interrupted.\n")
+        sys.stderr.write(f"netkiln {command}: interrupted.\n")
         return 130
     except UserErrorAbort as abort:
         if user_full_error:

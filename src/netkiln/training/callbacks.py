@@ -171,8 +171,28 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         self.flush()
-        # Checkpoints hold plain tensors and containers: never unpickle arbitrary objects.
+        return load_checkpoint_file(path, map_location)
+
+
+def load_checkpoint_file(path, map_location=None) -> dict:
+    """torch.load with weights_only=True: checkpoints hold plain tensors and containers, and loading one never
+    unpickles arbitrary objects. A file that is torn, corrupt or holds anything else is a NetkilnError."""
+    import pickle
+    import re
+
+    from netkiln.errors import NetkilnError
+    try:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
+        text = str(err).strip()
+        named = re.search(r"GLOBAL ([\w.]+)", text)
+        if isinstance(err, pickle.UnpicklingError) or named:
+            reason = (f"it holds a Python object ({named.group(1) if named else 'not a tensor'}) that netkiln will not "
+                      "unpickle: checkpoints are loaded with weights_only=True")
+        else:
+            reason = f"it is truncated or corrupt ({text.splitlines()[0] if text else type(err).__name__})"
+        raise NetkilnError(f"cannot load the checkpoint: {reason}. Delete it to start the run over.",
+                           file=str(path)) from None
 
 
 def _tensor_bytes(obj) -> int:

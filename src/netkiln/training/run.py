@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -24,6 +26,21 @@ def _clip_value(value) -> float | None:
         raise NetkilnError(f"must be a number >= 0 (or null for no clipping), not {value!r}.",
                            key="gradient_clip_val")
     return float(value)
+
+
+def _record_interrupt(run_dir: Path, trainer, monitor: str, mode: str, seconds: float) -> None:
+    """metrics.json for a run stopped with Ctrl-C: how far it got and how to continue."""
+    last = run_dir / "checkpoints" / "last.ckpt"
+    resume = f"netkiln train resume=true hydra.run.dir={run_dir}"
+    write_json_atomic(run_dir / "metrics.json", {
+        "status": "interrupted", "monitor": monitor, "mode": mode, "epochs": trainer.current_epoch,
+        "steps": trainer.global_step, "seconds": round(seconds, 3),
+        "checkpoint": str(last) if last.exists() else None, "resume": resume if last.exists() else None})
+    if last.exists():
+        log.warning("interrupted in epoch %d: checkpoints/last.ckpt holds the last finished epoch and history.csv its "
+                    "rows; continue with: %s", trainer.current_epoch, resume)
+    else:
+        log.warning("interrupted before the first epoch finished: there is no checkpoint to resume from")
 
 
 def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
@@ -71,6 +88,10 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
             raise NetkilnError(f"resume=true but there is no checkpoint at {last}; point hydra.run.dir at the run "
                                "to continue.", key="resume")
         ckpt_path = str(last)
+        # A write killed half-way leaves its temporary file (never a torn file under a final name): drop them.
+        for stale in [*run_dir.glob(".*.tmp"), *checkpoint_dir.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)
+            log.info("removed %s, left by an interrupted write", stale)
 
     from netkiln.training.finetune import apply_finetune
     apply_finetune(cfg, network)            # init_from=RUN, freeze=[...]: before the summary shows frozen params
@@ -96,13 +117,26 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         raise NetkilnError(f"the Trainer rejected the settings: {err}", key="trainer") from None
 
     started = time.perf_counter()
-    trainer.fit(module, ckpt_path=ckpt_path)
+    main_thread = threading.current_thread() is threading.main_thread()
+    sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    try:
+        trainer.fit(module, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning catches Ctrl-C inside fit: it runs the callbacks' on_exception and its teardown (pending
+        # checkpoint and history writes are finished there), then calls exit(1). Record it; exit 130.
+        if not trainer.interrupted:
+            raise
+        _record_interrupt(run_dir, trainer, monitor, mode, time.perf_counter() - started)
+        raise KeyboardInterrupt from None
+    finally:
+        if main_thread and sigint is not None:
+            signal.signal(signal.SIGINT, sigint)        # Lightning leaves Ctrl-C ignored after handling one
     seconds = time.perf_counter() - started
 
     best_path = checkpoint_dir / "best.ckpt"
     if best_path.exists():
-        state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+        from netkiln.training.callbacks import load_checkpoint_file
+        module.load_state_dict(load_checkpoint_file(best_path)["state_dict"])
     network.cpu()
     evaluations = {split: evaluate_split(network, task, loss_fn, getattr(dataset, f"x_{split}"),
                                          getattr(dataset, f"y_{split}"))
@@ -125,7 +159,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         "data": dataset.name,
         "task": task.to_dict(),
     }
-    write_json_atomic(run_dir / "metrics.json", metrics)
     from netkiln.artifacts.bundle import save_bundle
     save_bundle(run_dir, cfg, dataset, network, metrics)     # model/: what evaluate, predict and export load
+    # Last: a run with metrics.json is finished (a kill before this leaves checkpoints, and resume=true ends it).
+    write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics

@@ -55,9 +55,13 @@ def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, his
     callbacks = [
         HistoryWriter(run_dir / "history.csv", history_metrics),
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                        save_top_k=1, save_last=checkpoint_cfg.get("save_last", True),
-                        enable_version_counter=False, auto_insert_metric_name=False),
+                        save_top_k=1, save_last=False, enable_version_counter=False, auto_insert_metric_name=False),
     ]
+    if checkpoint_cfg.get("save_last", True):
+        # last.ckpt at the end of every epoch (Lightning's save_last writes it only in epochs where best.ckpt
+        # improves): resume=true, a kill or Ctrl-C lose at most the epoch in progress.
+        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                         save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False))
     early = cfg.get("early_stopping")
     if early:
         patience = early.get("patience", 10)
