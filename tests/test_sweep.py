@@ -36,6 +36,19 @@ def test_grid_sweep_ranks_trials_and_points_at_the_best(tmp_path):
     assert "| rank |" in (out / "leaderboard.md").read_text()
 
 
+def test_model_family_sweep_on_mnist1d_is_ranked(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    rc = main(["train", "-m", "model=mlp,cnn,gru", "data=mnist1d", "data.generator.num_samples=1000",
+               "trainer=debug", "trainer.max_epochs=1",
+               "trainer.enable_progress_bar=false", f"hydra.sweep.dir={sweep_dir}"])
+    assert rc == 0
+    rows = leaderboard(sweep_dir)
+    assert sorted(r["overrides"] for r in rows) == ["model=cnn", "model=gru", "model=mlp"]
+    assert [r["rank"] for r in rows] == ["1", "2", "3"]
+    values = [float(r["value"]) for r in rows]
+    assert values == sorted(values, reverse=True)
+
+
 def test_failed_trials_are_recorded_and_the_sweep_goes_on(tmp_path):
     # cnn needs sequences: it fails on flat data; the NaN trial fails in training.
     rc, out = sweep(tmp_path, "model=mlp,cnn", "optimizer=sgd", "optimizer.lr=0.01,1e30")
