@@ -125,6 +125,7 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path, capsys):
     ("loss=mse", "loss"),
     ("optimizer.lrr=0.1", "optimizer.lrr"),
     ("batch_size=0", "batch_size"),
+    ("threads=0", "threads"),
     ("+callbacks.early_stopping.patiense=3", "callbacks.early_stopping.patiense"),
 ])
 def test_config_errors_name_the_key(tmp_path, capsys, override, key):
