@@ -3,7 +3,7 @@
 Whatever happens, no file under a final name is torn, what finished is kept, and `resume=true` ends the run with the
 same result as an uninterrupted one. The kills land inside the writes deterministically: the child process patches
 `os.replace` to tear the temporary file and SIGKILL itself just before the rename. (A failed trial in a sweep, NaN
-included, is tested in test_sweep.py; the sweep lock there too.)
+included, is tested in test_sweep.py; the sweep lock there too.) The two SIGKILL tests are marked slow: `pytest -m slow`.
 """
 import errno
 import json
@@ -128,6 +128,7 @@ def test_ctrl_c_keeps_the_last_epoch_writes_what_it_has_and_exits_130(tmp_path, 
 
 
 # ------------------------------------------------------------------------------------------------ SIGKILL
+@pytest.mark.slow          # a child process each (~15 s on a busy machine); run by .ci/run
 def test_sigkill_inside_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_path, straight):
     run = tmp_path / "run"
     result = child(run, KILL_IN_WRITE.format(name="last.ckpt", nth=3))
@@ -141,6 +142,7 @@ def test_sigkill_inside_a_checkpoint_write_keeps_the_previous_checkpoint(tmp_pat
     assert_same_result(run, straight)
 
 
+@pytest.mark.slow          # a child process each (~15 s on a busy machine); run by .ci/run
 def test_sigkill_inside_the_bundle_write_leaves_no_bundle_and_resume_finishes(tmp_path, straight, capsys):
     run = tmp_path / "run"
     result = child(run, KILL_IN_WRITE.format(name="weights.safetensors", nth=1))
