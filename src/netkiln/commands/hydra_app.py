@@ -108,7 +108,7 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
         if user_full_error or message is None:
             traceback.print_exc()
             return EXIT_BAD_INPUT if message is not None else 1
-        sys.stderr.write(f"netkiln {command}: error: {message}\n")
+        sys.stderr.write(f"netkiln {command}: error: {' '.join(message.split())}\n")    # one paragraph, one line
         return EXIT_BAD_INPUT
     finally:
         if not user_full_error:

@@ -131,13 +131,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self.snapshot_limit_bytes = snapshot_limit_bytes
         self._writer = BackgroundWriter()
         self._pending: dict[Path, dict] = {}
+        self._written: set[Path] = set()
         self._last_write = -float("inf")
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         path = Path(path)
         self._pending.pop(path, None)
         due = time.monotonic() - self._last_write >= self.write_interval
-        if due or _tensor_bytes(checkpoint) > self.snapshot_limit_bytes:
+        # A path's first checkpoint is written at once: after a kill in the first seconds, resume has a last.ckpt.
+        first = path not in self._written
+        self._written.add(path)
+        if due or first or _tensor_bytes(checkpoint) > self.snapshot_limit_bytes:
             self._write_pending()
             self._write(checkpoint, path)
         else:
