@@ -22,7 +22,9 @@ def test_paper_sweep_reaches_the_paper_accuracies_and_picks_the_cnn(tmp_path):
     print("MNIST-1D test accuracy:", accuracy,
           "seconds:", {r["overrides"]: r["seconds"] for r in rows})
     for experiment, threshold in PAPER_THRESHOLDS.items():
-        assert accuracy[experiment] >= threshold, (experiment, accuracy[experiment])
+        # Accuracy is a count over the 1000 test rows computed in float32: 900/1000 reads 0.89999998.
+        # Half a row of slack compares counts, not float32 rounding.
+        assert accuracy[experiment] >= threshold - 0.5 / 1000, (experiment, accuracy[experiment])
     best = json.loads((sweep_dir / "best.json").read_text())
     assert "experiment=mnist1d_paper_cnn" in best["overrides"]
     for row in rows:
