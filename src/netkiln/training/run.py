@@ -54,7 +54,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.compiler import count_params, summary_table
     from netkiln.pipeline import build_data_and_model
     from netkiln.training.batches import EvalBatches, TrainChunks
-    from netkiln.training.callbacks import AtomicCheckpointIO
+    from netkiln.training.callbacks import AtomicCheckpointIO, progress_bar_callbacks
     from netkiln.training.evaluate import evaluate_split
     from netkiln.training.losses import make_loss
     from netkiln.training.metrics import logged_metrics, resolve_monitor
@@ -115,7 +115,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     module.configure_optimizers()
 
     callbacks = make_callbacks(cfg.get("callbacks"), run_dir=run_dir, monitor=monitor, mode=mode,
-                               history_metrics=logged_metrics(task)) + list(extra_callbacks)
+                               history_metrics=logged_metrics(task)) + progress_bar_callbacks(kwargs) \
+        + list(extra_callbacks)
     try:
         trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=False, default_root_dir=str(run_dir),
                              plugins=[AtomicCheckpointIO()])
