@@ -1,0 +1,28 @@
+"""netkiln's default grid sweeper composes each trial's config once, and still checks the grid before running."""
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+
+from netkiln.cli import main
+
+TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=4", "model=mlp", "trainer=debug",
+        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "batch_size=32"]
+
+
+def test_one_composition_per_trial(tmp_path, monkeypatch):
+    calls = []
+    original = ConfigLoaderImpl.load_sweep_config
+
+    def counting(self, master_config, sweep_overrides):
+        calls.append(list(sweep_overrides))
+        return original(self, master_config, sweep_overrides)
+
+    monkeypatch.setattr(ConfigLoaderImpl, "load_sweep_config", counting)
+    rc = main(["train", "-m", *TINY, "seed=0,1,2", f"hydra.sweep.dir={tmp_path}"])
+    assert rc == 0
+    assert len(calls) == 3
+    assert all((tmp_path / str(i) / "metrics.json").is_file() for i in range(3))
+
+
+def test_a_bad_value_in_the_grid_fails_before_any_trial(tmp_path):
+    rc = main(["train", "-m", *TINY, "model=mlp,no_such_model", f"hydra.sweep.dir={tmp_path}"])
+    assert rc == 2
+    assert not list(tmp_path.glob("*/metrics.json"))
