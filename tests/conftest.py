@@ -1,4 +1,8 @@
 import os
+
+# As the CLI does before torch loads (netkiln.cli._calm_openmp): sleeping, not spinning, OpenMP threads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import subprocess
 import sys
 from pathlib import Path
