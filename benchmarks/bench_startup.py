@@ -1,7 +1,7 @@
 """Start-up time of the CLI and per-trial overhead of a sweep with Hydra's basic launcher.
 
     python benchmarks/bench_startup.py                 # --help, summary, sweep overhead
-    python benchmarks/bench_startup.py --runs 15 --trials 2,8
+    python benchmarks/bench_startup.py --runs 15 --trials 2,12
 
 Start-up: wall time of `netkiln --help` and `netkiln summary` as subprocesses (the installed console script next
 to this interpreter), median [min-max] of --runs, interleaved.
@@ -61,7 +61,7 @@ def sweep(n: int, tmp: Path) -> tuple[float, float]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=9, help="start-up runs per command (default 9)")
-    parser.add_argument("--trials", default="2,6", help="two sweep sizes N1,N2 (default 2,6)")
+    parser.add_argument("--trials", default="2,10", help="two sweep sizes N1,N2 (default 2,10)")
     parser.add_argument("--sweep-runs", type=int, default=3, help="runs of each sweep size (default 3)")
     parser.add_argument("--skip-sweep", action="store_true")
     parser.add_argument("--netkiln", default=None,
