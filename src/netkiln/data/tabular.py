@@ -58,6 +58,17 @@ def _mapping(node: dict, key: str, path: str) -> dict:
     return {str(k): val for k, val in v.items()}
 
 
+def _per_column_choices(node: dict, key: str, what: str, choices, features, path: str, file) -> dict:
+    """A `{column: setting}` mapping whose columns exist and whose settings are among `choices`."""
+    settings = _mapping(node, key, path)
+    check_columns(settings, features, f"{path}.{key}", "feature", file)
+    for col, value in settings.items():
+        if value not in choices:
+            raise NetkilnError(f"unknown {what} {value!r}.{did_you_mean(str(value), choices)} Choose one of: "
+                               f"{', '.join(choices)}.", key=f"{path}.{key}.{col}")
+    return settings
+
+
 @dataclass
 class TablePlan:
     """What the config asks for, checked against the file's columns."""
@@ -120,18 +131,8 @@ def _plan(node: dict, path: str, columns: list[str], tf: TableFile) -> TablePlan
     if clash:
         raise NetkilnError(f"column {clash[0]!r} is listed as both categorical and numeric", key=f"{path}.numeric")
     missing = get_choice(node, "missing", "mean", MISSING, path)
-    impute = _mapping(node, "impute", path)
-    check_columns(impute, features, f"{path}.impute", "feature", file)
-    for col, s in impute.items():
-        if s not in MISSING:
-            raise NetkilnError(f"unknown strategy {s!r}.{did_you_mean(str(s), MISSING)} Choose one of: "
-                               f"{', '.join(MISSING)}.", key=f"{path}.impute.{col}")
-    encodings = _mapping(node, "encodings", path)
-    check_columns(encodings, features, f"{path}.encodings", "feature", file)
-    for col, e in encodings.items():
-        if e not in ENCODINGS:
-            raise NetkilnError(f"unknown encoding {e!r}.{did_you_mean(str(e), ENCODINGS)} Choose one of: "
-                               f"{', '.join(ENCODINGS)}.", key=f"{path}.encodings.{col}")
+    impute = _per_column_choices(node, "impute", "strategy", MISSING, features, path, file)
+    encodings = _per_column_choices(node, "encodings", "encoding", ENCODINGS, features, path, file)
     flt = node.get("filter")
     if flt is not None and (not isinstance(flt, str) or not flt.strip()):
         raise NetkilnError(f"expected a pandas query expression such as \"age >= 18 and country == 'NL'\", "
