@@ -28,13 +28,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import torch
+# What the `netkiln` command sets before torch starts (netkiln/cli.py): OpenMP threads sleep instead of spinning.
+# Both sides of the comparison run in this process, under the same setting; set OMP_WAIT_POLICY to override.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import torch  # noqa: E402
 
 MNIST1D = ["data=mnist1d", "batch_size=100", "optimizer=adam", "optimizer.lr=0.01"]
 MODELS = {
@@ -223,7 +228,7 @@ def main(argv=None) -> int:
     import pytorch_lightning as pl
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"torch {torch.__version__}, lightning {pl.__version__}, threads {torch.get_num_threads()}, "
-          f"clock {args.clock}")
+          f"clock {args.clock}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     print("epoch = training + a validation pass over the validation split, on both sides; netkiln's also includes "
           "its per-epoch callbacks (history.csv, checkpoints, early stopping, progress bar)")
     results = []
