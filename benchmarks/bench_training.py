@@ -35,9 +35,11 @@ import tempfile
 import time
 from pathlib import Path
 
-# What the `netkiln` command sets before torch starts (netkiln/cli.py): OpenMP threads sleep instead of spinning.
-# Both sides of the comparison run in this process, under the same setting; set OMP_WAIT_POLICY to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# What the `netkiln` command sets before torch starts (netkiln/cli.py): OpenMP threads spin only briefly.
+# Both sides of the comparison run in this process, under the same setting; set GOMP_SPINCOUNT or
+# OMP_WAIT_POLICY to override.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import torch  # noqa: E402
 

@@ -1,7 +1,8 @@
 import os
 
-# As the CLI does before torch loads (netkiln.cli._calm_openmp): sleeping, not spinning, OpenMP threads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# As the CLI does before torch loads (netkiln.cli._calm_openmp): OpenMP threads spin only briefly.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import subprocess
 import sys
