@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from netkiln.artifacts.files import write_atomic, write_json_atomic, write_text_atomic
+from netkiln.plain import to_container
 from netkiln.errors import NetkilnError
 
 BUNDLE_DIR = "model"
@@ -74,19 +75,6 @@ class Bundle:
 
 
 # --------------------------------------------------------------------------------------------------- save
-def _plain(node: Any) -> Any:
-    if node is None:
-        return None
-    from omegaconf import OmegaConf
-    if OmegaConf.is_config(node):
-        return OmegaConf.to_container(node, resolve=True)
-    if isinstance(node, dict):
-        return {k: _plain(v) for k, v in node.items()}
-    if isinstance(node, (list, tuple)):
-        return [_plain(v) for v in node]
-    return node
-
-
 def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple[dict, dict, dict]:
     """(config, preprocessing, meta) for a trained network on `dataset` composed from the train config `cfg`."""
     import sys
@@ -98,9 +86,9 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple
 
     task = dataset.task.to_dict()
     config = {
-        "model": _plain(cfg.model),
-        "data": _plain(cfg.data),
-        "loss": _plain(cfg.get("loss")),
+        "model": to_container(cfg.model),
+        "data": to_container(cfg.data),
+        "loss": to_container(cfg.get("loss")),
         "seed": int(cfg.seed),
         "task": task,
         "input_shape": list(dataset.input_shape),
@@ -112,7 +100,7 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple
         "feature_names": list(dataset.feature_names) if dataset.feature_names else None,
         "class_names": task["class_names"],
         "task": task,
-        "preparation": _plain(dataset.preprocessing) or {},
+        "preparation": to_container(dataset.preprocessing) or {},
     }
     metrics = metrics or {}
     meta = {
@@ -127,7 +115,7 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple
         "params": count_params(network),
         "data": getattr(dataset, "name", None),
         "init_from": str(cfg.get("init_from")) if cfg.get("init_from") else None,
-        "freeze": _plain(cfg.get("freeze")),
+        "freeze": to_container(cfg.get("freeze")),
         "metrics": {k: metrics[k] for k in ("monitor", "monitored", "val", "test", "epochs", "steps")
                     if k in metrics},
     }

@@ -10,6 +10,8 @@ import torch
 from torch import nn
 
 
+from netkiln.plain import to_container
+
 from .errors import LayerError, ModelSpecError, describe, fmt_shape, suggest
 from .layers import REGISTRY
 from .network import Network, Row
@@ -19,21 +21,6 @@ from .spec import Entry, parse_entry
 # sweep parameter (`model.vars.width=32`) changes every layer that uses it.
 MODEL_KEYS = ("layers", "head", "name", "description", "vars")
 HEAD_MODES = ("auto", "none")
-
-
-def _plain(cfg: Any) -> Any:
-    """OmegaConf containers (also nested in plain dicts/lists) -> plain dicts/lists.
-
-    The omegaconf import is lazy so plain-dict callers don't pay for it.
-    """
-    if type(cfg).__module__.startswith("omegaconf"):
-        from omegaconf import OmegaConf
-        return OmegaConf.to_container(cfg, resolve=True)
-    if isinstance(cfg, Mapping):
-        return {k: _plain(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
-        return [_plain(v) for v in cfg]
-    return cfg
 
 
 def _check_input_shape(shape: Any) -> tuple:
@@ -186,7 +173,7 @@ def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
     `_target_` entries: refused when not `allow_targets`; else, with `target_prefixes`, only classes whose dotted
     path starts with one of them (e.g. ("torch.nn.",)); any torch.nn.Module subclass otherwise.
     """
-    cfg = _plain(model_cfg)
+    cfg = to_container(model_cfg)
     if not isinstance(cfg, Mapping):
         raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
     for k in cfg:

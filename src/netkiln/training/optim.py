@@ -4,9 +4,8 @@ from __future__ import annotations
 import importlib
 import inspect
 
-from omegaconf import OmegaConf
-
 from netkiln.errors import NetkilnError, did_you_mean
+from netkiln.plain import to_container
 
 _META_KEYS = {"_target_", "_partial_"}
 # Keys netkiln reads itself; they never reach the scheduler's constructor.
@@ -91,9 +90,7 @@ def _check_args(cls, args: dict, key: str, skip: int) -> None:
 
 
 def _plain(cfg) -> dict:
-    if cfg is None:
-        return {}
-    return OmegaConf.to_container(cfg, resolve=True) if OmegaConf.is_config(cfg) else dict(cfg)
+    return to_container(cfg) or {}
 
 
 def build_optimizer(optimizer_cfg, params, *, allow_targets: bool = False):
