@@ -23,9 +23,11 @@ class Dense(nn.Module):
         super().__init__()
         self.linear = nn.Linear(in_features, units, bias=use_bias)
         self.act = make_activation(activation)
+        self.has_act = not isinstance(self.act, nn.Identity)   # skip a no-op module call on the hot path
 
     def forward(self, x):
-        return self.act(self.linear(x))
+        y = self.linear(x)
+        return self.act(y) if self.has_act else y
 
 
 class Conv(nn.Module):
@@ -43,6 +45,7 @@ class Conv(nn.Module):
         self.conv = conv_cls(in_channels, filters, kernel_size, stride=strides, dilation=dilation,
                              padding=tuple(p[0] for p in pads) if symmetric else 0, bias=use_bias)
         self.act = make_activation(activation)
+        self.has_act = not isinstance(self.act, nn.Identity)
         self.pad = None if symmetric else _torch_pad(pads)
         self.channels_last = ndim == 1  # sequences are (B, T, F); torch wants (B, F, T)
 
@@ -51,7 +54,9 @@ class Conv(nn.Module):
             x = x.transpose(1, 2)
         if self.pad is not None:
             x = F.pad(x, self.pad)
-        x = self.act(self.conv(x))
+        x = self.conv(x)
+        if self.has_act:
+            x = self.act(x)
         return x.transpose(1, 2) if self.channels_last else x
 
 
