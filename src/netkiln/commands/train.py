@@ -19,10 +19,14 @@ class _DropAdverts(logging.Filter):
         return "litlogger" not in record.getMessage()
 
 
+# One instance: addFilter ignores a filter already attached, so trials of an in-process sweep don't stack copies.
+_ADVERT_FILTER = _DropAdverts()
+
+
 def _quiet_lightning() -> None:
     import warnings
 
-    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_DropAdverts())
+    logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_ADVERT_FILTER)
     # Raised inside Lightning itself against newer torch; nothing a user can act on.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
