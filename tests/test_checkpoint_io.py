@@ -1,31 +1,41 @@
-"""AtomicCheckpointIO: snapshots at save time, deferred writes, everything on disk after teardown."""
+"""Checkpoints: AtomicCheckpointIO writes at once, atomically; RunCheckpoints decides what is built and written when.
+
+The policy tests drive RunCheckpoints with a stand-in trainer (counting the checkpoints it builds, with a clock the
+test moves); the Lightning tests run a tiny model through a real Trainer: hooks, callback state, resume.
+"""
+import math
 from collections import OrderedDict
+from types import SimpleNamespace
 
+import pytest
+import pytorch_lightning as pl
 import torch
+from pytorch_lightning.strategies import Strategy
+from pytorch_lightning.trainer.states import TrainerFn
 
-from netkiln.training.callbacks import AtomicCheckpointIO, HistoryWriter  # noqa: F401 (import check)
+import netkiln.training.checkpoints as checkpoints
+from netkiln.errors import NetkilnError
+from netkiln.training.checkpoints import AtomicCheckpointIO, RunCheckpoints, load_checkpoint_file
 
 
-def test_deferred_save_is_a_snapshot_and_written_at_teardown(tmp_path):
-    io = AtomicCheckpointIO(write_interval=3600)
+# ------------------------------------------------------------------------------------------------ AtomicCheckpointIO
+def test_io_serializes_at_once_and_writes_every_path_atomically(tmp_path):
+    io = AtomicCheckpointIO()
     weights = torch.zeros(3)
     state = OrderedDict(w=weights)
     state._metadata = {"": {"version": 1}}
-    io.save_checkpoint({"state_dict": state, "epoch": 0}, tmp_path / "last.ckpt")      # first save: written
-    weights += 1                                                                       # training goes on
-    io.save_checkpoint({"state_dict": state, "epoch": 1}, tmp_path / "last.ckpt")      # deferred snapshot
-    io.save_checkpoint({"state_dict": state, "epoch": 1}, tmp_path / "best.ckpt")
-    weights += 1                                                                       # after the snapshot
+    io.save_checkpoint({"state_dict": state, "epoch": 0}, [tmp_path / "best.ckpt", tmp_path / "last.ckpt"])
+    weights += 1                                            # training goes on: the bytes were taken at the save
     io.teardown()
-    last = torch.load(tmp_path / "last.ckpt", weights_only=True)
-    assert last["epoch"] == 1 and torch.equal(last["state_dict"]["w"], torch.ones(3))
-    assert last["state_dict"]._metadata == {"": {"version": 1}}
-    assert torch.equal(torch.load(tmp_path / "best.ckpt", weights_only=True)["state_dict"]["w"], torch.ones(3))
+    for name in ("best.ckpt", "last.ckpt"):
+        saved = torch.load(tmp_path / name, weights_only=True)
+        assert saved["epoch"] == 0 and torch.equal(saved["state_dict"]["w"], torch.zeros(3))
+        assert saved["state_dict"]._metadata == {"": {"version": 1}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]     # no temporary files left
 
 
-def test_load_and_remove_see_pending_saves(tmp_path):
-    io = AtomicCheckpointIO(write_interval=3600)
+def test_io_load_waits_for_writes_and_remove_keeps_order(tmp_path):
+    io = AtomicCheckpointIO()
     io.save_checkpoint({"epoch": 0}, tmp_path / "a.ckpt")
     io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")
     assert io.load_checkpoint(tmp_path / "a.ckpt")["epoch"] == 1
@@ -35,10 +45,209 @@ def test_load_and_remove_see_pending_saves(tmp_path):
     assert not (tmp_path / "b.ckpt").exists()
 
 
-def test_every_save_is_written_when_the_interval_is_zero(tmp_path):
-    io = AtomicCheckpointIO(write_interval=0)
-    io.save_checkpoint({"epoch": 0}, tmp_path / "a.ckpt")
-    io.save_checkpoint({"epoch": 1}, tmp_path / "a.ckpt")
-    io.flush()
-    assert torch.load(tmp_path / "a.ckpt", weights_only=True)["epoch"] == 1
-    io.teardown()
+# ------------------------------------------------------------------------------------------------ RunCheckpoints policy
+class FakeStrategy:
+    is_global_zero = True
+    save_checkpoint = Strategy.save_checkpoint          # Lightning's: rank 0 hands it to the CheckpointIO
+    reduce_boolean_decision = Strategy.reduce_boolean_decision
+
+    def __init__(self, io):
+        self.checkpoint_io = io
+
+
+class FakeTrainer:
+    """What RunCheckpoints reads of a Trainer; `dumps` counts the checkpoints built."""
+
+    def __init__(self, max_epochs=100):
+        self.weights = torch.zeros(2)
+        self.io = AtomicCheckpointIO()
+        self.strategy = FakeStrategy(self.io)
+        self._checkpoint_connector = SimpleNamespace(dump_checkpoint=self._dump)
+        self.state = SimpleNamespace(fn=TrainerFn.FITTING)
+        self.sanity_checking, self.fast_dev_run, self.should_stop = False, False, False
+        self.max_epochs, self.max_steps, self.global_step = max_epochs, -1, 0
+        self.current_epoch, self.callback_metrics, self.dumps = 0, {}, 0
+        self.callback = None
+
+    def _dump(self, weights_only=False):
+        self.dumps += 1
+        return {"epoch": self.current_epoch, "state_dict": {"w": self.weights},
+                "callbacks": {self.callback.state_key: self.callback.state_dict()}}
+
+    def epoch(self, epoch, value):
+        """Train epoch `epoch` (the weights become epoch + 1) and end it with the monitored `value`."""
+        self.current_epoch = epoch
+        self.weights += 1
+        self.callback_metrics = {"val/loss": torch.tensor(value), "train/loss": torch.tensor(0.0)}
+        self.callback.on_train_epoch_end(self, None)
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    now = [0.0]
+    monkeypatch.setattr(checkpoints, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def fake_run(tmp_path, write_interval=60.0, save_last=True, **kwargs):
+    trainer = FakeTrainer(**kwargs)
+    trainer.callback = RunCheckpoints(tmp_path, monitor="val/loss", mode="min", save_last=save_last,
+                                      write_interval=write_interval)
+    return trainer, trainer.callback
+
+
+def saved(path) -> tuple[int, float]:
+    checkpoint = load_checkpoint_file(path)
+    return checkpoint["epoch"], float(checkpoint["state_dict"]["w"][0])
+
+
+def test_first_save_is_written_at_once_then_not_improved_epochs_build_nothing(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    trainer.epoch(0, 1.0)                                   # first save of both files: written at once
+    trainer.io.flush()
+    assert trainer.dumps == 1 and saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (0, 1.0)
+    clock[0] = 1.0
+    trainer.epoch(1, 2.0)                                   # worse, and no write due: no checkpoint built
+    assert trainer.dumps == 1 and callback._pending is None
+    assert float(callback.best_model_score) == 1.0 and callback.best_epoch == 0
+    assert callback.best_model_path == str(tmp_path / "best.ckpt")
+
+
+def test_an_improved_epoch_is_a_snapshot_written_later(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    trainer.epoch(0, 1.0)
+    clock[0] = 1.0
+    trainer.epoch(1, 0.5)                                   # better: snapshot kept, nothing written yet
+    trainer.io.flush()
+    assert trainer.dumps == 2 and saved(tmp_path / "best.ckpt") == (0, 1.0)
+    trainer.weights += 100                                  # training goes on after the snapshot
+    callback.on_train_end(trainer, None)
+    trainer.io.teardown()
+    assert saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
+    state = load_checkpoint_file(tmp_path / "best.ckpt")["callbacks"]["RunCheckpoints"]
+    assert state["best_epoch"] == 1 and float(state["best_model_score"]) == 0.5     # the updated best
+    assert trainer.dumps == 2
+
+
+def test_a_checkpoint_too_large_to_copy_is_written_at_once(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    callback.snapshot_limit_bytes = 4
+    trainer.epoch(0, 1.0)
+    clock[0] = 1.0
+    trainer.epoch(1, 0.5)
+    trainer.io.flush()
+    assert callback._pending is None and saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
+    trainer.io.teardown()
+
+
+def test_a_due_write_writes_the_pending_snapshot_first(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    trainer.epoch(0, 1.0)
+    clock[0] = 1.0
+    trainer.epoch(1, 0.5)                                   # pending for best.ckpt and last.ckpt
+    clock[0] = 61.0
+    trainer.epoch(2, 0.7)                                   # due: best.ckpt gets the snapshot, last.ckpt epoch 2
+    trainer.io.flush()
+    assert saved(tmp_path / "best.ckpt") == (1, 2.0) and saved(tmp_path / "last.ckpt") == (2, 3.0)
+    assert callback._pending is None and trainer.dumps == 3
+
+
+def test_the_last_epoch_is_written_at_its_end(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path, max_epochs=3)
+    for epoch, value in enumerate([1.0, 2.0, 3.0]):
+        clock[0] = epoch
+        trainer.epoch(epoch, value)
+    callback.on_train_end(trainer, None)
+    trainer.io.teardown()
+    assert saved(tmp_path / "last.ckpt") == (2, 3.0) and saved(tmp_path / "best.ckpt") == (0, 1.0)
+    assert trainer.dumps == 2
+
+
+def test_an_error_writes_what_is_pending_never_the_epoch_in_progress(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    trainer.epoch(0, 1.0)
+    clock[0] = 1.0
+    trainer.epoch(1, 0.5)
+    clock[0] = 2.0
+    trainer.epoch(2, 0.9)                                   # not improved: last.ckpt will be epoch 1's
+    trainer.weights.fill_(math.nan)                         # epoch 3 goes wrong half-way
+    callback.on_exception(trainer, None, RuntimeError("loss is NaN"))
+    trainer.io.teardown()
+    assert saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
+    assert trainer.dumps == 2
+
+
+def test_without_save_last_only_best_is_written(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path, save_last=False)
+    trainer.epoch(0, 1.0)
+    clock[0] = 1.0
+    trainer.epoch(1, 0.5)
+    callback.on_train_end(trainer, None)
+    trainer.io.teardown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"] and saved(tmp_path / "best.ckpt") == (1, 2.0)
+
+
+def test_nan_never_improves_and_max_mode(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    callback.mode = "max"
+    for epoch, value in enumerate([1.0, math.nan, 3.0, 2.0]):
+        clock[0] = epoch
+        trainer.epoch(epoch, value)
+    assert float(callback.best_model_score) == 3.0 and callback.best_epoch == 2
+    trainer.io.teardown()
+
+
+def test_missing_monitor_names_the_logged_metrics(tmp_path):
+    trainer, callback = fake_run(tmp_path)
+    callback.monitor = "val/acc"
+    with pytest.raises(NetkilnError, match=r"^monitor: .*'val/acc'.*train/loss, val/loss"):
+        trainer.epoch(0, 1.0)
+
+
+# ------------------------------------------------------------------------------------------------ with Lightning
+class Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layer = torch.nn.Linear(2, 1)
+        self.x, self.y = torch.randn(32, 2), torch.randn(32, 1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.utils.data.TensorDataset(self.x, self.y), batch_size=8)
+
+    def training_step(self, batch, batch_idx):
+        loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+        self.log("train/loss", loss, on_step=False, on_epoch=True)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+def lightning_fit(tmp_path, max_epochs, ckpt_path=None):
+    callback = RunCheckpoints(tmp_path / "checkpoints", monitor="train/loss", mode="min", write_interval=3600)
+    trainer = pl.Trainer(max_epochs=max_epochs, callbacks=[callback], plugins=[AtomicCheckpointIO()], logger=False,
+                         enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                         default_root_dir=tmp_path)
+    trainer.fit(Tiny(), ckpt_path=ckpt_path)
+    return trainer, callback
+
+
+def test_lightning_run_writes_best_and_last_and_resume_keeps_the_best(tmp_path):
+    trainer, callback = lightning_fit(tmp_path, max_epochs=3)
+    assert trainer.checkpoint_callback is callback and len(trainer.checkpoint_callbacks) == 1   # no default one
+    last, best = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "checkpoints" / "best.ckpt"
+    assert load_checkpoint_file(last)["epoch"] == 2                          # the last epoch, written at its end
+    state = load_checkpoint_file(best)["callbacks"]["RunCheckpoints"]
+    assert callback.best_model_path == str(best) and callback.best_epoch == state["best_epoch"]
+    assert torch.equal(callback.best_model_score, state["best_model_score"])
+    best_score = callback.best_model_score
+
+    mtime = last.stat().st_mtime_ns
+    _, resumed = lightning_fit(tmp_path, max_epochs=3, ckpt_path=last)       # finished already: restores only
+    assert torch.equal(resumed.best_model_score, best_score) and resumed.best_epoch == callback.best_epoch
+    assert last.stat().st_mtime_ns == mtime                                  # and rewrites nothing
+
+    _, resumed = lightning_fit(tmp_path, max_epochs=5, ckpt_path=last)       # goes on from the restored best
+    assert resumed.best_model_score <= best_score
+    assert load_checkpoint_file(last)["epoch"] == 4

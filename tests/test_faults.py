@@ -23,18 +23,14 @@ EPOCHS = 5
 ARGS = ["data=synthetic", "data.n_samples=300", "data.n_features=8", "model=mlp", "trainer=debug",
         "trainer.enable_progress_bar=false", "batch_size=32", f"trainer.max_epochs={EPOCHS}", "callbacks=none"]
 
-# Run in the child before netkiln: checkpoints are written at every save (not coalesced over 5 s), so the
-# N-th write of a file is the N-th epoch's.
+# Run in the child before netkiln: checkpoints are written every epoch (not coalesced over 5 s), so the
+# N-th write of last.ckpt is the N-th epoch's.
 CHILD = """
 import os, signal, sys
 from pathlib import Path
 signal.signal(signal.SIGINT, signal.default_int_handler)     # also when the test runner ignores Ctrl-C
-import netkiln.training.callbacks as cb
-_init = cb.AtomicCheckpointIO.__init__
-def _eager(self, *args, **kwargs):
-    _init(self, *args, **kwargs)
-    self.write_interval = 0.0
-cb.AtomicCheckpointIO.__init__ = _eager
+import netkiln.training.checkpoints as ck
+ck.RunCheckpoints.write_interval = 0.0
 {patch}
 from netkiln.cli import main
 sys.exit(main(sys.argv[1:]))
@@ -180,14 +176,11 @@ def _disk_full_on(monkeypatch, name: str, nth: int = 1) -> None:
     monkeypatch.setattr(files, "write_atomic", write_atomic)
     import netkiln.artifacts.bundle as bundle
     import netkiln.training.callbacks as callbacks
+    import netkiln.training.checkpoints as checkpoints
     monkeypatch.setattr(bundle, "write_atomic", write_atomic)
     monkeypatch.setattr(callbacks, "write_atomic", write_atomic)
-    init = callbacks.AtomicCheckpointIO.__init__
-
-    def eager(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.write_interval = 0.0
-    monkeypatch.setattr(callbacks.AtomicCheckpointIO, "__init__", eager)
+    monkeypatch.setattr(checkpoints, "write_atomic", write_atomic)
+    monkeypatch.setattr(checkpoints.RunCheckpoints, "write_interval", 0.0)     # a write every epoch
 
 
 def test_disk_full_writing_a_checkpoint(tmp_path, monkeypatch, capsys):
@@ -222,13 +215,8 @@ def test_disk_full_writing_the_bundle_then_resume(tmp_path, monkeypatch, capsys,
 
 # ------------------------------------------------------------------------------------------------ NaN
 def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, capsys, monkeypatch):
-    import netkiln.training.callbacks as callbacks
-    init = callbacks.AtomicCheckpointIO.__init__
-
-    def eager(self, *args, **kwargs):
-        init(self, *args, **kwargs)
-        self.write_interval = 0.0
-    monkeypatch.setattr(callbacks.AtomicCheckpointIO, "__init__", eager)
+    import netkiln.training.checkpoints as checkpoints
+    monkeypatch.setattr(checkpoints.RunCheckpoints, "write_interval", 0.0)     # a write every epoch
     run = tmp_path / "run"
     # A sane first epoch, then the learning rate jumps by 1e12: the loss explodes in epoch 1.
     rc = main(["train", *ARGS, "optimizer=sgd", "optimizer.lr=0.05", "scheduler=step", "scheduler.step_size=1",

@@ -54,7 +54,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.compiler import count_params, summary_table
     from netkiln.pipeline import build_data_and_model
     from netkiln.training.batches import EvalBatches, TrainChunks
-    from netkiln.training.callbacks import AtomicCheckpointIO, progress_bar_callbacks
+    from netkiln.training.callbacks import progress_bar_callbacks
+    from netkiln.training.checkpoints import AtomicCheckpointIO
     from netkiln.training.evaluate import evaluate_split
     from netkiln.training.losses import make_loss
     from netkiln.training.metrics import logged_metrics, resolve_monitor
@@ -142,7 +143,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
 
     best_path = checkpoint_dir / "best.ckpt"
     if best_path.exists():
-        from netkiln.training.callbacks import load_checkpoint_file
+        from netkiln.training.checkpoints import load_checkpoint_file
         module.load_state_dict(load_checkpoint_file(best_path)["state_dict"])
     network.cpu()
     evaluations = {split: evaluate_split(network, task, loss_fn, getattr(dataset, f"x_{split}"),

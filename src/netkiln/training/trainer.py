@@ -37,9 +37,10 @@ def trainer_kwargs(trainer_cfg) -> dict:
 
 
 def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, history_metrics: list[str]):
-    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+    from pytorch_lightning.callbacks import EarlyStopping
 
     from netkiln.training.callbacks import HistoryWriter
+    from netkiln.training.checkpoints import RunCheckpoints
 
     cfg = OmegaConf.to_container(callbacks_cfg, resolve=True) if OmegaConf.is_config(callbacks_cfg) \
         else dict(callbacks_cfg or {})
@@ -52,16 +53,12 @@ def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, his
                 raise NetkilnError(f"callback '{name}' has no setting '{arg}'." +
                                    did_you_mean(arg, _CALLBACK_KEYS[name]), key=f"callbacks.{name}.{arg}")
     checkpoint_cfg = cfg.get("checkpoint") or {}
+    # best.ckpt and last.ckpt (the latter for resume=true), one callback for both: writes coalesced in time.
     callbacks = [
         HistoryWriter(run_dir / "history.csv", history_metrics),
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode,
-                        save_top_k=1, save_last=False, enable_version_counter=False, auto_insert_metric_name=False),
+        RunCheckpoints(run_dir / "checkpoints", monitor=monitor, mode=mode,
+                       save_last=bool(checkpoint_cfg.get("save_last", True))),
     ]
-    if checkpoint_cfg.get("save_last", True):
-        # last.ckpt at the end of every epoch (Lightning's save_last writes it only in epochs where best.ckpt
-        # improves): resume=true, a kill or Ctrl-C lose at most the epoch in progress.
-        callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
-                                         save_top_k=1, enable_version_counter=False, auto_insert_metric_name=False))
     early = cfg.get("early_stopping")
     if early:
         patience = early.get("patience", 10)
