@@ -113,7 +113,7 @@ def test_ctrl_c_keeps_the_last_epoch_writes_what_it_has_and_exits_130(tmp_path, 
     assert result.returncode == 130, result.stderr
     assert "Traceback" not in result.stderr and "netkiln train: interrupted" in result.stderr
     info = metrics(run)
-    assert info["status"] == "interrupted" and info["epochs"] == 3
+    assert info["status"] == "interrupted" and info["epochs"] == 3 and info["checkpoint_epoch"] == 2
     assert "resume=true" in info["resume"] and "resume=true" in result.stdout
     assert history_epochs(run) == [0, 1, 2]
     assert checkpoint_epoch(run / "checkpoints" / "last.ckpt") == 2          # the last finished epoch

@@ -147,5 +147,32 @@ def test_training_data_too_large_for_the_device_streams_from_host(monkeypatch):
     x, y = torch.arange(40.0).reshape(20, 2), torch.arange(20)
     chunks = batches.TrainChunks(x, y, batch_size=4, batches_per_chunk=2, seed=0)
     chunks.stream_to = torch.device("cpu")          # what to() sets for a device without room
-    seen = torch.cat([xb for xb, _ in chunks])
+    seen = torch.cat([chunks.batch(idx)[0] for idx in chunks])
     assert sorted(seen[:, 0].tolist()) == sorted(x[:, 0].tolist())
+
+
+def test_ddp_ranks_train_on_disjoint_equal_shares():
+    from netkiln.training.batches import TrainChunks
+
+    x, y = torch.arange(22.0).reshape(11, 2), torch.arange(11)
+    ranks = [TrainChunks(x, y, batch_size=2, batches_per_chunk=2, seed=0) for _ in range(2)]
+    for rank, chunks in enumerate(ranks):
+        chunks.shard(rank, 2)
+    rows = [torch.cat(list(chunks)).tolist() for chunks in ranks]
+    assert len(rows[0]) == len(rows[1]) == 5 and not set(rows[0]) & set(rows[1])
+    assert ranks[0].num_batches == 3 and len(ranks[0]) == 2
+
+
+def test_max_steps_stops_inside_a_chunk(tmp_path):
+    rc, run = train(tmp_path, "trainer.max_epochs=10", "+trainer.max_steps=7", "steps_per_execution=64")
+    assert rc == 0
+    assert read_metrics(run)["steps"] == 7
+
+
+def test_lightning_validation_loop_gives_the_fused_numbers(tmp_path):
+    """Validation inside the module (default) and in Lightning's loop (any other schedule) agree."""
+    train(tmp_path, "trainer.max_epochs=3", name="fused")
+    train(tmp_path, "trainer.max_epochs=3", "+trainer.limit_val_batches=5", name="loop")
+    fused, loop = read_metrics(tmp_path / "fused"), read_metrics(tmp_path / "loop")
+    assert fused["val"] == loop["val"] and fused["test"] == loop["test"]
+    assert (tmp_path / "fused" / "history.csv").read_text().count("\n") == 4

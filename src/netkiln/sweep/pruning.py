@@ -19,9 +19,17 @@ class OptunaPruning(pl.Callback):
         trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number)
         self.trial = optuna.trial.Trial(study, trial_id)
 
+    def on_train_epoch_end(self, trainer, pl_module):
+        # The module validated inside the epoch's last training step (see NetkilnModule).
+        if pl_module.fused_validation:
+            self._report(trainer, pl_module)
+
     def on_validation_end(self, trainer, pl_module):
-        if trainer.sanity_checking:
-            return
+        # Lightning's validation loop ran (a validation schedule other than once per epoch).
+        if not trainer.sanity_checking:
+            self._report(trainer, pl_module)
+
+    def _report(self, trainer, pl_module):
         value = trainer.callback_metrics.get(pl_module.monitor)
         if value is None:
             return

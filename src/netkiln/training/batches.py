@@ -1,8 +1,9 @@
 """In-memory batching: tensors stay on the training device and batches are index slices.
 
-No DataLoader, no per-sample collate. One item of `TrainChunks` holds up to
-`steps_per_execution` batches; the LightningModule splits it and takes one optimizer step
-per batch, so Lightning's per-step overhead is paid once per chunk.
+No DataLoader, no per-sample collate. One item of `TrainChunks` holds the shuffled row indices of up
+to `steps_per_execution` batches; the LightningModule gathers each batch (`TrainChunks.batch`) and
+takes one optimizer step per batch, so Lightning's per-step overhead is paid once per chunk. Only
+indices travel through Lightning: a chunk costs no memory however many batches it holds.
 """
 from __future__ import annotations
 
@@ -51,13 +52,18 @@ class TrainChunks:
         # sets it to one of its bound methods (picklable, unlike a lambda, for ddp_spawn).
         self.epoch = epoch or _first_epoch
         self.stream_to: torch.device | None = None      # set when the data stays in host memory
+        self.rank, self.world_size = 0, 1
+
+    @property
+    def rows_per_epoch(self) -> int:
+        return len(self.x) // self.world_size if self.world_size > 1 else len(self.x)
 
     @property
     def num_batches(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        return math.ceil(self.rows_per_epoch / self.batch_size)
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.chunk_rows)
+        return math.ceil(self.rows_per_epoch / self.chunk_rows)
 
     def to(self, device: torch.device) -> "TrainChunks":
         device = torch.device(device)
@@ -74,16 +80,27 @@ class TrainChunks:
                      "over chunk by chunk", _describe(nbytes), device)
         return self
 
+    def shard(self, rank: int, world_size: int) -> None:
+        """Under DDP each process trains on its own 1/world_size of every epoch's shuffle (the same
+        number of batches on every rank, so their optimizer steps stay in lockstep)."""
+        self.rank, self.world_size = rank, world_size
+
     def __iter__(self):
         gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch())
-        order = torch.randperm(len(self.x), generator=gen).to(self.x.device)
+        order = torch.randperm(len(self.x), generator=gen)
+        if self.world_size > 1:
+            per_rank = len(order) // self.world_size
+            order = order[self.rank * per_rank:(self.rank + 1) * per_rank]
+        order = order.to(self.x.device)
         for start in range(0, len(order), self.chunk_rows):
-            idx = order[start:start + self.chunk_rows]
-            if self.stream_to is None:
-                yield self.x[idx], self.y[idx]
-            else:
-                yield (self.x[idx].to(self.stream_to, non_blocking=True),
-                       self.y[idx].to(self.stream_to, non_blocking=True))
+            yield order[start:start + self.chunk_rows]
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rows `idx` of the training data, on the training device."""
+        if self.stream_to is None:
+            return self.x[idx], self.y[idx]
+        return (self.x[idx].to(self.stream_to, non_blocking=True),
+                self.y[idx].to(self.stream_to, non_blocking=True))
 
 
 class EvalBatches:

@@ -79,29 +79,34 @@ class HistoryWriter(pl.Callback):
     def __init__(self, path: Path, metric_names: list[str]):
         self.path = Path(path)
         self.metric_names = metric_names
-        self.rows: list[dict] = []
+        self.columns = ["epoch", "step", "lr", "seconds", *metric_names]
+        self._lines = [self._csv_line(self.columns)]       # the file's text, one CSV line per epoch
         self._writer = BackgroundWriter()
+
+    @staticmethod
+    def _csv_line(values) -> str:
+        buffer = io.StringIO()
+        csv.writer(buffer).writerow(values)
+        return buffer.getvalue()
 
     def on_train_start(self, trainer, pl_module):   # after a checkpoint is restored
         self._start = time.perf_counter()
         if self.path.exists() and trainer.current_epoch > 0:      # resumed: keep the epochs already done
             with open(self.path, newline="") as fh:
-                self.rows = [row for row in csv.DictReader(fh) if int(row["epoch"]) < trainer.current_epoch]
+                kept = [row for row in csv.DictReader(fh) if int(row["epoch"]) < trainer.current_epoch]
+            self._lines += [self._csv_line(row.get(column, "") for column in self.columns) for row in kept]
 
     def on_train_epoch_end(self, trainer, pl_module):
         metrics = trainer.callback_metrics
-        row = {"epoch": trainer.current_epoch, "step": trainer.global_step,
-               "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
-               "seconds": round(time.perf_counter() - self._start, 3)}
+        row = [trainer.current_epoch, trainer.global_step,
+               trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+               round(time.perf_counter() - self._start, 3)]
         for name in self.metric_names:
             value = metrics.get(name)
-            row[name] = float(value) if value is not None else ""
-        self.rows.append(row)
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(row))
-        writer.writeheader()
-        writer.writerows(self.rows)
-        self._writer.submit(_write_bytes_atomic, self.path, buffer.getvalue().encode("utf-8"))
+            row.append(float(value) if value is not None else "")
+        # One new line per epoch; the whole file is rewritten atomically (in the background).
+        self._lines.append(self._csv_line(row))
+        self._writer.submit(_write_bytes_atomic, self.path, "".join(self._lines).encode("utf-8"))
 
     def teardown(self, trainer, pl_module, stage):
         self._writer.close()

@@ -63,6 +63,7 @@ class RunCheckpoints(Checkpoint):
         self._written: set[Path] = set()
         self._last_write = -math.inf
         self._last_stale = False        # last.ckpt (written or pending) is older than the last finished epoch
+        self.last_saved_epoch: int | None = None     # the epoch last.ckpt holds (written or being written)
 
     @property
     def state_key(self) -> str:
@@ -167,6 +168,8 @@ class RunCheckpoints(Checkpoint):
                 strategy.save_checkpoint(checkpoint, path)
         self._written.update(paths)
         self._last_write = time.monotonic()
+        if self.last_path in paths:
+            self.last_saved_epoch = checkpoint.get("epoch")
 
 
 def _last_epoch(trainer) -> bool:

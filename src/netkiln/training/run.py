@@ -5,6 +5,7 @@ import logging
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 from netkiln.artifacts.files import write_json_atomic, write_text_atomic
@@ -28,17 +29,27 @@ def _clip_value(value) -> float | None:
     return float(value)
 
 
+def _validates_once_per_epoch(trainer_kwargs: dict) -> bool:
+    """The trainer's validation schedule is Lightning's default: every batch, once at each epoch's end."""
+    defaults = {"val_check_interval": (None, 1.0), "check_val_every_n_epoch": (1,), "limit_val_batches": (None, 1.0)}
+    return all(trainer_kwargs.get(key, allowed[0]) in allowed for key, allowed in defaults.items())
+
+
 def _record_interrupt(run_dir: Path, trainer, monitor: str, mode: str, seconds: float) -> None:
     """metrics.json for a run stopped with Ctrl-C: how far it got and how to continue."""
     last = run_dir / "checkpoints" / "last.ckpt"
     resume = f"netkiln train resume=true hydra.run.dir={run_dir}"
+    saved = getattr(trainer.checkpoint_callback, "last_saved_epoch", None)
     write_json_atomic(run_dir / "metrics.json", {
         "status": "interrupted", "monitor": monitor, "mode": mode, "epochs": trainer.current_epoch,
         "steps": trainer.global_step, "seconds": round(seconds, 3),
-        "checkpoint": str(last) if last.exists() else None, "resume": resume if last.exists() else None})
+        "checkpoint": str(last) if last.exists() else None, "checkpoint_epoch": saved,
+        "resume": resume if last.exists() else None})
     if last.exists():
-        log.warning("interrupted in epoch %d: checkpoints/last.ckpt holds the last finished epoch and history.csv its "
-                    "rows; continue with: %s", trainer.current_epoch, resume)
+        # Checkpoints are written at most every few seconds: last.ckpt can be a few epochs behind.
+        held = f"epoch {saved}" if saved is not None else "a finished epoch"
+        log.warning("interrupted in epoch %d: checkpoints/last.ckpt holds %s; continue with: %s",
+                    trainer.current_epoch, held, resume)
     else:
         log.warning("interrupted before the first epoch finished: there is no checkpoint to resume from")
 
@@ -111,10 +122,14 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, batch_size)) if has_val else None,
         batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
-        gradient_clip_val=clip, allow_targets=bool(cfg.get("allow_targets", False)))
+        gradient_clip_val=clip, allow_targets=bool(cfg.get("allow_targets", False)),
+        fused_validation=_validates_once_per_epoch(kwargs))
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 
+    if module.fused_validation:
+        # The module validates inside its last training step and hands Lightning's loop no batches.
+        warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
     callbacks = make_callbacks(cfg.get("callbacks"), run_dir=run_dir, monitor=monitor, mode=mode,
                                history_metrics=logged_metrics(task)) + progress_bar_callbacks(kwargs) \
         + list(extra_callbacks)
