@@ -56,6 +56,9 @@ def _calm_openmp() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        import netkiln
+        netkiln.LAUNCH_ARGV = list(sys.argv)
     argv = sys.argv[1:] if argv is None else argv
     _calm_openmp()
     if not argv or argv[0] in ("-h", "--help", "help"):

@@ -97,6 +97,8 @@ class HistoryWriter(pl.Callback):
             self._lines += [self._csv_line(row.get(column, "") for column in self.columns) for row in kept]
 
     def on_train_epoch_end(self, trainer, pl_module):
+        if not trainer.is_global_zero:      # DDP: rank 0 writes the run directory
+            return
         metrics = trainer.callback_metrics
         row = [trainer.current_epoch, trainer.global_step,
                trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,

@@ -81,6 +81,11 @@ class RunCheckpoints(Checkpoint):
     def best_model_path(self) -> str:
         return str(self.best_path) if self.best_model_score is not None else ""
 
+    @best_model_path.setter
+    def best_model_path(self, value) -> None:
+        # Lightning's spawn launcher hands rank 0's path back to the main process: always best_path here.
+        pass
+
     def state_dict(self) -> dict:
         return {"monitor": self.monitor, "mode": self.mode, "best_model_score": self.best_model_score,
                 "best_epoch": self.best_epoch}

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 import warnings
 from pathlib import Path
 
+import netkiln
 from netkiln.artifacts.files import write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 
@@ -52,6 +54,16 @@ def _record_interrupt(run_dir: Path, trainer, monitor: str, mode: str, seconds: 
                     trainer.current_epoch, held, resume)
     else:
         log.warning("interrupted before the first epoch finished: there is no checkpoint to resume from")
+
+
+def _bring_back_progress(trainer) -> None:
+    """Under ddp_spawn, hand the trained epochs, steps and best score back to this (the main) process."""
+    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+    from netkiln.training.spawn import SpawnLauncher
+    launcher = getattr(trainer.strategy, "_launcher", None)
+    if type(launcher) is _MultiProcessingLauncher:
+        trainer.strategy._launcher = SpawnLauncher(trainer.strategy, start_method=launcher._start_method)
 
 
 def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
@@ -139,9 +151,13 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     except (ValueError, TypeError) as err:   # MisconfigurationException is a ValueError
         raise NetkilnError(f"the Trainer rejected the settings: {err}", key="trainer") from None
 
+    _bring_back_progress(trainer)
     started = time.perf_counter()
     main_thread = threading.current_thread() is threading.main_thread()
     sigint = signal.getsignal(signal.SIGINT) if main_thread else None
+    saved_argv = sys.argv
+    if netkiln.LAUNCH_ARGV is not None:
+        sys.argv = netkiln.LAUNCH_ARGV      # hydra_app rewrote it for Hydra; `ddp` re-runs it for the other ranks
     try:
         trainer.fit(module, ckpt_path=ckpt_path)
     except SystemExit:
@@ -152,6 +168,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         _record_interrupt(run_dir, trainer, monitor, mode, time.perf_counter() - started)
         raise KeyboardInterrupt from None
     finally:
+        sys.argv = saved_argv
         if main_thread and sigint is not None:
             signal.signal(signal.SIGINT, sigint)        # Lightning leaves Ctrl-C ignored after handling one
     seconds = time.perf_counter() - started
@@ -182,6 +199,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         "data": dataset.name,
         "task": task.to_dict(),
     }
+    if trainer.global_rank != 0:    # `ddp`: the other ranks re-ran this command; rank 0 writes the run directory
+        return metrics
     from netkiln.artifacts.bundle import save_bundle
     save_bundle(run_dir, cfg, dataset, network, metrics)     # model/: what evaluate, predict and export load
     # Last: a run with metrics.json is finished (a kill before this leaves checkpoints, and resume=true ends it).
