@@ -176,3 +176,27 @@ def test_lightning_validation_loop_gives_the_fused_numbers(tmp_path):
     fused, loop = read_metrics(tmp_path / "fused"), read_metrics(tmp_path / "loop")
     assert fused["val"] == loop["val"] and fused["test"] == loop["test"]
     assert (tmp_path / "fused" / "history.csv").read_text().count("\n") == 4
+
+
+@pytest.mark.parametrize("mode, values, stop_epoch", [
+    ("max", [0.5, 0.6, 0.6, 0.61, 0.605, 0.6], 3),       # min_delta 0.02: 0.61 is no improvement on 0.6
+    ("min", [1.0, 0.9, 0.95, 0.85, 0.86, 0.87], 5),
+])
+def test_early_stopping_matches_lightning(mode, values, stop_epoch):
+    """The float fast path decides as Lightning's EarlyStopping does, epoch by epoch."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    from netkiln.training.callbacks import NetkilnEarlyStopping
+
+    ours = NetkilnEarlyStopping(monitor="m", mode=mode, patience=2, min_delta=0.02)
+    theirs = EarlyStopping(monitor="m", mode=mode, patience=2, min_delta=0.02)
+    for epoch, value in enumerate(values):
+        stop_a, _ = ours._evaluate_stopping_criteria(torch.tensor(value))
+        stop_b, _ = theirs._evaluate_stopping_criteria(torch.tensor(value))
+        assert (stop_a, ours.wait_count, float(ours.best_score)) == (stop_b, theirs.wait_count,
+                                                                      float(theirs.best_score)), epoch
+        if stop_a:
+            assert epoch == stop_epoch
+            break
+    else:
+        pytest.fail("never stopped")

@@ -45,7 +45,7 @@ class TrainChunks:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches_per_chunk: int,
                  seed: int, epoch: Callable[[], int] | None = None):
         self.x, self.y = x, y
-        self.batch_size = batch_size
+        self.batch_size, self.batches_per_chunk = batch_size, batches_per_chunk
         self.chunk_rows = batch_size * batches_per_chunk
         self.seed = seed
         # Reads the trainer's current epoch, so a resumed run reshuffles alike; the LightningModule

@@ -12,12 +12,15 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytorch_lightning as pl
-from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.callbacks import EarlyStopping, RichProgressBar
+from rich.progress import ProgressColumn
+from rich.text import Text
 
 from netkiln.artifacts.files import write_atomic
 
@@ -117,12 +120,104 @@ class HistoryWriter(pl.Callback):
         self._writer.close_quietly()
 
 
+class NetkilnEarlyStopping(EarlyStopping):
+    """Lightning's EarlyStopping (same settings, state and messages), comparing Python floats.
+
+    Lightning compares tensors and formats an improvement message with them every improved epoch, ~0.4 ms
+    an epoch in all (1.5% of a small model's epoch). Thresholds and non-finite values take Lightning's path.
+    """
+
+    def _evaluate_stopping_criteria(self, current):
+        value = float(current)
+        if (not math.isfinite(value) or self.stopping_threshold is not None
+                or self.divergence_threshold is not None or self.verbose):
+            return super()._evaluate_stopping_criteria(current)
+        best = float(self.best_score)
+        delta = float(self.min_delta)    # Lightning stores it signed: negative when mode is min
+        if (value - delta < best) if self.mode == "min" else (value - delta > best):
+            self.best_score, self.wait_count = current, 0
+            return False, None
+        self.wait_count += 1
+        if self.wait_count < self.patience:
+            return False, None
+        return self._exhausted(best)
+
+    def _exhausted(self, best: float):
+        from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
+        self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
+        return True, (f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} records. "
+                      f"Best score: {best:.3f}. Signaling Trainer to stop.")
+
+
 class NetkilnProgressBar(RichProgressBar):
-    """Lightning's Rich bar, redrawn at most 10 times a second, and without a validation bar when validation is a
-    single batch (Rich draws a new bar at once, every epoch: ~1 ms, 3% of a small model's epoch)."""
+    """Lightning's Rich bar, brought up to date at most 10 times a second, and without a validation bar when
+    validation is a single batch.
+
+    Lightning redraws the bar at every epoch start, chunk and epoch end (~0.3 ms each, with Rich's table
+    layout): 3% of a small model's 30 ms epoch, for frames nobody can see. Here a training hook within 0.1 s of
+    the last update returns at once; the next one shows the current epoch, batch and metrics, and the last epoch
+    is always shown.
+    """
 
     def __init__(self):
         super().__init__(refresh_rate=10)
+        self._last_update = -float("inf")
+        self._shown_epoch: int | None = None
+
+    def _due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last_update < 1 / self.refresh_rate:
+            return False
+        self._last_update = now
+        return True
+
+    def _show_epoch(self, trainer, pl_module) -> None:
+        """Point the bar at the current epoch (what Lightning does at every epoch start)."""
+        if self._shown_epoch != trainer.current_epoch or self.train_progress_bar_id is None:
+            super().on_train_epoch_start(trainer, pl_module)
+            self._shown_epoch = trainer.current_epoch
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        if self._due():
+            self._show_epoch(trainer, pl_module)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        # Lightning's batch here is a chunk of steps_per_execution batches; the bar counts batches, as Keras does.
+        if self._due():
+            self._show_epoch(trainer, pl_module)
+            done = (batch_idx + 1) * getattr(pl_module.train_batches, "batches_per_chunk", 1)
+            self._update(self.train_progress_bar_id, min(done, self.total_train_batches))
+            self._update_metrics(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        last = trainer.should_stop or (trainer.max_epochs not in (None, -1)
+                                       and trainer.current_epoch + 1 >= trainer.max_epochs)
+        if self._due() or last:
+            self._show_epoch(trainer, pl_module)
+            self._update(self.train_progress_bar_id, self.total_train_batches)
+            super().on_train_epoch_end(trainer, pl_module)
+
+    @property
+    def total_train_batches(self):
+        batches = getattr(self.trainer.lightning_module, "train_batches", None)
+        return batches.num_batches if batches is not None else super().total_train_batches
+
+    def configure_columns(self, trainer) -> list:
+        # Rich's speed needs several updates per epoch; show optimizer steps per second over the run instead.
+        columns = super().configure_columns(trainer)
+        return columns[:-1] + [_StepsPerSecond(trainer, self.theme.processing_speed)]
+
+
+class _StepsPerSecond(ProgressColumn):
+    def __init__(self, trainer, style):
+        super().__init__()
+        self.trainer, self.style, self.start = trainer, style, time.monotonic()
+        self.first_step = trainer.global_step
+
+    def render(self, task) -> Text:
+        seconds = time.monotonic() - self.start
+        rate = (self.trainer.global_step - self.first_step) / seconds if seconds > 0 else 0.0
+        return Text(f"{rate:.0f} steps/s", style=self.style)
 
     @staticmethod
     def _one_batch_validation(trainer) -> bool:

@@ -110,46 +110,52 @@ class NetkilnModule(pl.LightningModule):
         lightning_opt = self.optimizers()
         optimizer = lightning_opt.optimizer
         scheduler = self._scheduler() if self._interval == "step" else None
-        batches, batch_size, progress = self.train_batches, self.batch_size, self._progress
+        # Locals on the hot path: attribute writes on an nn.Module go through its slow __setattr__.
+        network, loss_fn, batches, batch_size, progress = (self.network, self.loss_fn, self.train_batches,
+                                                           self.batch_size, self._progress)
+        kind, plain_step, clip = self.task.kind, self._plain_step, self.gradient_clip_val
+        loss_sum, correct, rows = self._train_loss_sum, self._train_correct, 0
         # Lightning checks max_steps between its steps only: stop inside the chunk instead.
         steps_left = self.trainer.max_steps - progress.total.completed if self.trainer.max_steps >= 0 else len(chunk)
         step_losses = []
         for start in range(0, min(len(chunk), steps_left * batch_size), batch_size):
             xb, yb = batches.batch(chunk[start:start + batch_size])
-            out = self.network(xb)
-            loss = self.loss_fn(out, yb)
-            if self._plain_step:
+            out = network(xb)
+            loss = loss_fn(out, yb)
+            if plain_step:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                self._clip(optimizer)
+                if clip:
+                    self._clip(optimizer)
                 optimizer.step()
                 progress.increment_ready()
                 progress.increment_completed()
             else:
                 lightning_opt.zero_grad()
                 self.manual_backward(loss)
-                self._clip(optimizer)
+                if clip:
+                    self._clip(optimizer)
                 lightning_opt.step()
             if scheduler is not None:
                 scheduler.step()
             loss = loss.detach()
             step_losses.append(loss)
-            self._train_loss_sum += loss * len(xb)
-            if self.task.kind == "multiclass":
-                self._train_correct += (out.detach().argmax(-1) == yb).sum()
-            elif self.task.kind == "binary":
-                self._train_correct += ((out.detach().reshape(-1) > 0).long() == yb).sum()
-            self._train_rows += len(xb)
+            loss_sum += loss * len(xb)
+            if kind == "multiclass":
+                correct += (out.detach().argmax(-1) == yb).sum()
+            elif kind == "binary":
+                correct += ((out.detach().reshape(-1) > 0).long() == yb).sum()
+            rows += len(xb)
+        self._train_rows += rows
         # One host sync per chunk, not per step: find the first bad step only when needed.
-        if step_losses and not torch.isfinite(self._train_loss_sum):
+        if step_losses and not torch.isfinite(loss_sum):
             self._raise_non_finite(torch.stack(step_losses), chunk_idx)
-        if self.fused_validation and chunk_idx == len(batches) - 1 and len(step_losses) * batch_size >= len(chunk):
+        if self.fused_validation and chunk_idx == len(batches) - 1 and rows >= len(chunk):
             self._validate_fused()
 
     def _clip(self, optimizer):
-        if self.gradient_clip_val:
-            params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, float(self.gradient_clip_val))
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        torch.nn.utils.clip_grad_norm_(params, float(self.gradient_clip_val))
 
     def _raise_non_finite(self, losses: torch.Tensor, chunk_idx: int):
         bad = int((~torch.isfinite(losses)).nonzero()[0])

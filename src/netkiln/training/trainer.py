@@ -37,9 +37,8 @@ def trainer_kwargs(trainer_cfg) -> dict:
 
 
 def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, history_metrics: list[str]):
-    from pytorch_lightning.callbacks import EarlyStopping
 
-    from netkiln.training.callbacks import HistoryWriter
+    from netkiln.training.callbacks import HistoryWriter, NetkilnEarlyStopping
     from netkiln.training.checkpoints import RunCheckpoints
 
     cfg = OmegaConf.to_container(callbacks_cfg, resolve=True) if OmegaConf.is_config(callbacks_cfg) \
@@ -65,6 +64,6 @@ def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, his
         if not isinstance(patience, int) or patience < 1:
             raise NetkilnError(f"patience must be a positive integer, not {patience!r}.",
                                key="callbacks.early_stopping.patience")
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience,
+        callbacks.append(NetkilnEarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                        min_delta=float(early.get("min_delta", 0.0))))
     return callbacks
