@@ -19,19 +19,18 @@ from netkiln.training.checkpoints import AtomicCheckpointIO, RunCheckpoints, loa
 
 
 # ------------------------------------------------------------------------------------------------ AtomicCheckpointIO
-def test_io_serializes_at_once_and_writes_every_path_atomically(tmp_path):
+def test_io_serializes_at_once_and_writes_atomically(tmp_path):
     io = AtomicCheckpointIO()
     weights = torch.zeros(3)
     state = OrderedDict(w=weights)
     state._metadata = {"": {"version": 1}}
-    io.save_checkpoint({"state_dict": state, "epoch": 0}, [tmp_path / "best.ckpt", tmp_path / "last.ckpt"])
+    io.save_checkpoint({"state_dict": state, "epoch": 0}, tmp_path / "last.ckpt")
     weights += 1                                            # training goes on: the bytes were taken at the save
     io.teardown()
-    for name in ("best.ckpt", "last.ckpt"):
-        saved = torch.load(tmp_path / name, weights_only=True)
-        assert saved["epoch"] == 0 and torch.equal(saved["state_dict"]["w"], torch.zeros(3))
-        assert saved["state_dict"]._metadata == {"": {"version": 1}}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt", "last.ckpt"]     # no temporary files left
+    saved_state = torch.load(tmp_path / "last.ckpt", weights_only=True)
+    assert saved_state["epoch"] == 0 and torch.equal(saved_state["state_dict"]["w"], torch.zeros(3))
+    assert saved_state["state_dict"]._metadata == {"": {"version": 1}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]     # no temporary files left
 
 
 def test_io_load_waits_for_writes_and_remove_keeps_order(tmp_path):
@@ -51,17 +50,21 @@ class FakeStrategy:
     save_checkpoint = Strategy.save_checkpoint          # Lightning's: rank 0 hands it to the CheckpointIO
     reduce_boolean_decision = Strategy.reduce_boolean_decision
 
-    def __init__(self, io):
-        self.checkpoint_io = io
+    def __init__(self, trainer):
+        self.trainer = trainer
+        self.checkpoint_io = trainer.io
+
+    def lightning_module_state_dict(self):
+        return {"w": self.trainer.weights}
 
 
 class FakeTrainer:
-    """What RunCheckpoints reads of a Trainer; `dumps` counts the checkpoints built."""
+    """What RunCheckpoints reads of a Trainer; `dumps` counts the full training states built."""
 
     def __init__(self, max_epochs=100):
         self.weights = torch.zeros(2)
         self.io = AtomicCheckpointIO()
-        self.strategy = FakeStrategy(self.io)
+        self.strategy = FakeStrategy(self)
         self._checkpoint_connector = SimpleNamespace(dump_checkpoint=self._dump)
         self.state = SimpleNamespace(fn=TrainerFn.FITTING)
         self.sanity_checking, self.fast_dev_run, self.should_stop = False, False, False
@@ -71,12 +74,13 @@ class FakeTrainer:
 
     def _dump(self, weights_only=False):
         self.dumps += 1
-        return {"epoch": self.current_epoch, "state_dict": {"w": self.weights},
+        return {"epoch": self.current_epoch, "state_dict": {"w": self.weights}, "optimizer_states": [],
                 "callbacks": {self.callback.state_key: self.callback.state_dict()}}
 
     def epoch(self, epoch, value):
         """Train epoch `epoch` (the weights become epoch + 1) and end it with the monitored `value`."""
         self.current_epoch = epoch
+        self.global_step += 10
         self.weights += 1
         self.callback_metrics = {"val/loss": torch.tensor(value), "train/loss": torch.tensor(0.0)}
         self.callback.on_train_epoch_end(self, None)
@@ -101,55 +105,55 @@ def saved(path) -> tuple[int, float]:
     return checkpoint["epoch"], float(checkpoint["state_dict"]["w"][0])
 
 
-def test_first_save_is_written_at_once_then_not_improved_epochs_build_nothing(tmp_path, clock):
+def test_first_epoch_is_written_at_once_then_not_improved_epochs_build_nothing(tmp_path, clock):
     trainer, callback = fake_run(tmp_path)
     trainer.epoch(0, 1.0)                                   # first save of both files: written at once
     trainer.io.flush()
     assert trainer.dumps == 1 and saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (0, 1.0)
     clock[0] = 1.0
-    trainer.epoch(1, 2.0)                                   # worse, and no write due: no checkpoint built
-    assert trainer.dumps == 1 and callback._pending is None
+    trainer.epoch(1, 2.0)                                   # worse, and no write due: nothing built or copied
+    assert trainer.dumps == 1 and callback._best is None
     assert float(callback.best_model_score) == 1.0 and callback.best_epoch == 0
     assert callback.best_model_path == str(tmp_path / "best.ckpt")
+    trainer.io.teardown()
 
 
-def test_an_improved_epoch_is_a_snapshot_written_later(tmp_path, clock):
+def test_best_ckpt_holds_the_weights_only_and_last_ckpt_the_training_state(tmp_path, clock):
+    trainer, callback = fake_run(tmp_path)
+    trainer.epoch(0, 1.0)
+    trainer.io.flush()
+    best, last = load_checkpoint_file(tmp_path / "best.ckpt"), load_checkpoint_file(tmp_path / "last.ckpt")
+    assert set(best) == {"pytorch-lightning_version", "epoch", "global_step", "state_dict"}
+    assert best["global_step"] == 10 and "optimizer_states" in last
+    assert float(last["callbacks"]["RunCheckpoints"]["best_model_score"]) == 1.0     # the updated best
+    trainer.io.teardown()
+
+
+def test_an_improved_epoch_copies_the_weights_and_they_are_written_later(tmp_path, clock):
     trainer, callback = fake_run(tmp_path)
     trainer.epoch(0, 1.0)
     clock[0] = 1.0
-    trainer.epoch(1, 0.5)                                   # better: snapshot kept, nothing written yet
+    trainer.epoch(1, 0.5)                                   # better: weights copied, nothing written yet
     trainer.io.flush()
-    assert trainer.dumps == 2 and saved(tmp_path / "best.ckpt") == (0, 1.0)
-    trainer.weights += 100                                  # training goes on after the snapshot
-    callback.on_train_end(trainer, None)
+    assert trainer.dumps == 1 and saved(tmp_path / "best.ckpt") == (0, 1.0)
+    trainer.weights += 100                                  # training goes on after the copy
+    clock[0] = 61.0
+    trainer.epoch(2, 0.7)                                   # due: best.ckpt gets the copy, last.ckpt epoch 2
+    trainer.io.flush()
+    assert saved(tmp_path / "best.ckpt") == (1, 2.0) and saved(tmp_path / "last.ckpt") == (2, 103.0)
+    assert callback._best is None and trainer.dumps == 2
     trainer.io.teardown()
-    assert saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
-    state = load_checkpoint_file(tmp_path / "best.ckpt")["callbacks"]["RunCheckpoints"]
-    assert state["best_epoch"] == 1 and float(state["best_model_score"]) == 0.5     # the updated best
-    assert trainer.dumps == 2
 
 
-def test_a_checkpoint_too_large_to_copy_is_written_at_once(tmp_path, clock):
+def test_weights_too_large_to_copy_are_written_at_once(tmp_path, clock):
     trainer, callback = fake_run(tmp_path)
     callback.snapshot_limit_bytes = 4
     trainer.epoch(0, 1.0)
     clock[0] = 1.0
     trainer.epoch(1, 0.5)
     trainer.io.flush()
-    assert callback._pending is None and saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
+    assert callback._best is None and saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
     trainer.io.teardown()
-
-
-def test_a_due_write_writes_the_pending_snapshot_first(tmp_path, clock):
-    trainer, callback = fake_run(tmp_path)
-    trainer.epoch(0, 1.0)
-    clock[0] = 1.0
-    trainer.epoch(1, 0.5)                                   # pending for best.ckpt and last.ckpt
-    clock[0] = 61.0
-    trainer.epoch(2, 0.7)                                   # due: best.ckpt gets the snapshot, last.ckpt epoch 2
-    trainer.io.flush()
-    assert saved(tmp_path / "best.ckpt") == (1, 2.0) and saved(tmp_path / "last.ckpt") == (2, 3.0)
-    assert callback._pending is None and trainer.dumps == 3
 
 
 def test_the_last_epoch_is_written_at_its_end(tmp_path, clock):
@@ -163,18 +167,19 @@ def test_the_last_epoch_is_written_at_its_end(tmp_path, clock):
     assert trainer.dumps == 2
 
 
-def test_an_error_writes_what_is_pending_never_the_epoch_in_progress(tmp_path, clock):
+def test_an_error_writes_the_best_weights_never_the_epoch_in_progress(tmp_path, clock):
     trainer, callback = fake_run(tmp_path)
     trainer.epoch(0, 1.0)
     clock[0] = 1.0
     trainer.epoch(1, 0.5)
     clock[0] = 2.0
-    trainer.epoch(2, 0.9)                                   # not improved: last.ckpt will be epoch 1's
+    trainer.epoch(2, 0.9)                                   # not improved, no write due
     trainer.weights.fill_(math.nan)                         # epoch 3 goes wrong half-way
     callback.on_exception(trainer, None, RuntimeError("loss is NaN"))
     trainer.io.teardown()
-    assert saved(tmp_path / "best.ckpt") == saved(tmp_path / "last.ckpt") == (1, 2.0)
-    assert trainer.dumps == 2
+    assert saved(tmp_path / "best.ckpt") == (1, 2.0)        # the copy taken at epoch 1's end
+    assert saved(tmp_path / "last.ckpt") == (0, 1.0)        # as last written
+    assert trainer.dumps == 1
 
 
 def test_without_save_last_only_best_is_written(tmp_path, clock):
@@ -185,6 +190,7 @@ def test_without_save_last_only_best_is_written(tmp_path, clock):
     callback.on_train_end(trainer, None)
     trainer.io.teardown()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.ckpt"] and saved(tmp_path / "best.ckpt") == (1, 2.0)
+    assert trainer.dumps == 0
 
 
 def test_nan_never_improves_and_max_mode(tmp_path, clock):
@@ -238,8 +244,9 @@ def test_lightning_run_writes_best_and_last_and_resume_keeps_the_best(tmp_path):
     assert trainer.checkpoint_callback is callback and len(trainer.checkpoint_callbacks) == 1   # no default one
     last, best = tmp_path / "checkpoints" / "last.ckpt", tmp_path / "checkpoints" / "best.ckpt"
     assert load_checkpoint_file(last)["epoch"] == 2                          # the last epoch, written at its end
-    state = load_checkpoint_file(best)["callbacks"]["RunCheckpoints"]
+    state = load_checkpoint_file(last)["callbacks"]["RunCheckpoints"]
     assert callback.best_model_path == str(best) and callback.best_epoch == state["best_epoch"]
+    assert load_checkpoint_file(best)["epoch"] == callback.best_epoch
     assert torch.equal(callback.best_model_score, state["best_model_score"])
     best_score = callback.best_model_score
 

@@ -1,9 +1,9 @@
 """Checkpoints of a run: `RunCheckpoints` decides what to save and when; `AtomicCheckpointIO` writes them.
 
-A small model's epoch takes ~30 ms; building a checkpoint (~0.3 ms), copying it (~0.5 ms) and serializing it cost a
-few percent of that each, and Lightning's ModelCheckpoint also deep-copies the logged metrics every epoch (~0.4 ms).
-`RunCheckpoints` builds a checkpoint only in an epoch that writes one or improves best.ckpt, and writes at most once
-every `write_interval` seconds (the first save of each file and the last epoch at once).
+A small model's epoch takes ~30 ms; building a full checkpoint (~0.5 ms), copying it (~0.5 ms) and serializing it
+cost a few percent of that each, and Lightning's ModelCheckpoint also deep-copies the logged metrics every epoch.
+`RunCheckpoints` copies only the weights when the monitored value improves, builds the full training state only when
+it writes last.ckpt, and writes at most once every `write_interval` seconds (the first and the last epoch at once).
 """
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
-from pytorch_lightning.strategies import Strategy
 from pytorch_lightning.trainer.states import TrainerFn
 
 from netkiln.artifacts.files import write_atomic
@@ -29,21 +28,22 @@ log = logging.getLogger("netkiln")
 
 
 class RunCheckpoints(Checkpoint):
-    """best.ckpt (the best `monitor` value so far) and last.ckpt (with `save_last`) in `dirpath`.
+    """best.ckpt: the weights of the epoch with the best `monitor` value; last.ckpt (with `save_last`): the full
+    training state of a finished epoch (optimizers, loops, callbacks, RNG), what `resume=true` continues from.
 
-    Both hold the full training state at an epoch's end (resume continues from either). At an epoch's end:
+    At an epoch's end:
 
-    * a write is due (`write_interval` seconds since the last one, the first save of a file, or the last epoch):
-      the pending snapshot, if any, is written, then this epoch's state to best.ckpt (if it improved) and
-      last.ckpt, serialized once;
-    * else, if the monitored value improved: a snapshot (tensors cloned) is kept, written at the next write;
-    * else nothing: last.ckpt on disk is then at most `write_interval` seconds (plus an epoch) old.
+    * if the monitored value improved, the weights are copied in memory (tensors cloned);
+    * if a write is due (`write_interval` seconds since the last one, the first epoch, or the last epoch), the best
+      weights go to best.ckpt and this epoch's full state to last.ckpt;
+    * else nothing is written: last.ckpt is then at most `write_interval` seconds (plus an epoch) old.
 
-    At the end of fit everything is written. After an error, Ctrl-C or a kill, only what was written or pending
-    is there, never the state of the epoch in progress: a checkpoint always holds a finished epoch, and resume
-    redoes at most the last `write_interval` seconds. Checkpoints larger than `snapshot_limit_bytes` are never
-    copied: an improved epoch writes at once. `best_model_score`, `best_model_path` and the best epoch are saved in
-    the checkpoints (`state_dict`), so they survive resume.
+    best.ckpt is a weights-only checkpoint (Lightning's `save_weights_only` layout: state_dict, epoch, global_step),
+    loadable by `Trainer.test(ckpt_path=...)` and `load_state_dict`; it cannot be resumed from, and need not be:
+    last.ckpt is never older than the last write. After an error, Ctrl-C or a kill, only what was written is on
+    disk (and the best weights, written on the way out), never the state of the epoch in progress. Weights larger
+    than `snapshot_limit_bytes` are not copied: an improved epoch writes best.ckpt at once. The best score and epoch
+    are saved in last.ckpt (`state_dict`), so they survive resume.
     """
 
     write_interval = 5.0        # seconds between writes; 0 writes every epoch (tests set it on the class)
@@ -59,10 +59,10 @@ class RunCheckpoints(Checkpoint):
             self.write_interval = float(write_interval)
         self.best_model_score: torch.Tensor | None = None
         self.best_epoch: int | None = None
-        self._pending: tuple[dict, list[Path]] | None = None    # a snapshot and the files it is due for
+        self._best: dict | None = None          # best.ckpt not yet written: the weights, epoch and step
         self._written: set[Path] = set()
         self._last_write = -math.inf
-        self._last_stale = False        # last.ckpt (written or pending) is older than the last finished epoch
+        self._last_stale = False                # last.ckpt is older than the last finished epoch
         self.last_saved_epoch: int | None = None     # the epoch last.ckpt holds (written or being written)
 
     @property
@@ -104,37 +104,34 @@ class RunCheckpoints(Checkpoint):
         # A monitoring callback: Lightning calls it after the module's on_train_epoch_end, with this epoch's metrics.
         if self._skip(trainer):
             return
-        improved = self._update_best(trainer)     # first: the checkpoint built below carries the new best
-        paths = ([self.best_path] if improved else []) + ([self.last_path] if self.save_last else [])
-        due = (time.monotonic() - self._last_write >= self.write_interval or _last_epoch(trainer)
-               or not self._written.issuperset(paths))    # first saves at once: a kill early leaves a last.ckpt
+        improved = self._update_best(trainer)     # first: last.ckpt built below carries the new best
+        uncopied = improved and not self._keep_best_weights(trainer)
+        first = ((self.save_last and self.last_path not in self._written)      # a kill early leaves a last.ckpt
+                 or (improved and self.best_path not in self._written))
+        due = (uncopied or first or _last_epoch(trainer)
+               or time.monotonic() - self._last_write >= self.write_interval)
         # Every rank builds the checkpoint when one does (building can be collective); rank 0 alone writes.
         due = trainer.strategy.reduce_boolean_decision(due, all=False)
-        checkpoint = None
-        if improved or (due and paths):
-            checkpoint = trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
-            # A copy of a large model costs memory (and its epochs are long anyway): written at once instead.
-            due = due or _tensor_bytes(checkpoint) > self.snapshot_limit_bytes
         if due:
-            self._write_pending(trainer, superseded=paths)
-            if checkpoint is not None:
-                self._save(trainer, checkpoint, paths)
-        elif checkpoint is not None:
-            self._pending = (_snapshot(checkpoint), paths)
-        self._last_stale = self.save_last and checkpoint is None
+            self._write_best(trainer)
+            if self.save_last:
+                self._save(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False),
+                           [self.last_path])
+        self._last_stale = self.save_last and not due
 
     def on_train_end(self, trainer, pl_module):
         if self._skip(trainer):
             return
-        final = [self.last_path] if self._last_stale else []
-        self._write_pending(trainer, superseded=final)
-        if final:   # only when the last epoch was not recognized as such at its end (see _last_epoch)
-            self._save(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False), final)
+        self._write_best(trainer)
+        if self._last_stale:    # only when the last epoch was not recognized as such at its end (see _last_epoch)
+            self._save(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False), [self.last_path])
+            self._last_stale = False
 
     def on_exception(self, trainer, pl_module, exception):
-        # The epoch in progress is half done (after a NaN loss its weights are not even finite): pending only.
+        # The epoch in progress is half done (after a NaN loss its weights are not even finite): the best weights
+        # were copied at an epoch's end, so they are written; last.ckpt stays as it was.
         try:
-            self._write_pending(trainer)
+            self._write_best(trainer)
         except Exception as err:  # noqa: BLE001 (the exception on its way matters more; don't mask it)
             log.error("could not write a checkpoint: %s", err)
 
@@ -152,25 +149,24 @@ class RunCheckpoints(Checkpoint):
         self.best_model_score, self.best_epoch = torch.tensor(value), trainer.current_epoch
         return True
 
-    def _write_pending(self, trainer, superseded=()) -> None:
-        """Write the pending snapshot, except to files about to get a newer checkpoint."""
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            checkpoint, paths = pending
-            paths = [path for path in paths if path not in superseded]
-            if paths:
-                self._save(trainer, checkpoint, paths)
+    def _keep_best_weights(self, trainer) -> bool:
+        """Hold this epoch's weights for best.ckpt; False when they are too large to copy (write them now)."""
+        state = trainer.strategy.lightning_module_state_dict()
+        copied = _tensor_bytes(state) <= self.snapshot_limit_bytes
+        self._best = {"epoch": trainer.current_epoch, "global_step": trainer.global_step,
+                      "state_dict": _snapshot(state) if copied else state}
+        return copied
+
+    def _write_best(self, trainer) -> None:
+        best, self._best = self._best, None
+        if best is not None:
+            import pytorch_lightning as pl
+            self._save(trainer, {"pytorch-lightning_version": pl.__version__, **best}, [self.best_path])
 
     def _save(self, trainer, checkpoint: dict, paths: list[Path]) -> None:
-        strategy = trainer.strategy
-        # Through the strategy: only global rank 0 writes. AtomicCheckpointIO serializes once for several files;
-        # strategies with their own save_checkpoint (FSDP, DeepSpeed) get one call a file.
-        if isinstance(strategy.checkpoint_io, AtomicCheckpointIO) \
-                and type(strategy).save_checkpoint is Strategy.save_checkpoint:
-            strategy.save_checkpoint(checkpoint, paths)
-        else:
-            for path in paths:
-                strategy.save_checkpoint(checkpoint, path)
+        # Through the strategy: only global rank 0 writes.
+        for path in paths:
+            trainer.strategy.save_checkpoint(checkpoint, path)
         self._written.update(paths)
         self._last_write = time.monotonic()
         if self.last_path in paths:
@@ -197,12 +193,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._writer = BackgroundWriter()
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        """Save `checkpoint` to `path`, or to each path of a list (serialized once, the same bytes to each)."""
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        data = buffer.getvalue()
-        for one in (path if isinstance(path, (list, tuple)) else [path]):
-            self._writer.submit(_write_bytes, Path(one), data)
+        self._writer.submit(_write_bytes, Path(path), buffer.getvalue())
 
     def remove_checkpoint(self, path):
         self._writer.submit(_remove, Path(path))

@@ -108,16 +108,13 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     ckpt_path = None
     if cfg.resume:
         last = checkpoint_dir / "last.ckpt"
-        # Both hold the full training state at an epoch's end; checkpoint writes are coalesced in time, so after a
-        # kill best.ckpt can be the newer one (or the only one): continue from whichever was written last.
-        found = [p for p in (last, checkpoint_dir / "best.ckpt") if p.is_file()]
-        if not found:
-            raise NetkilnError(f"resume=true but there is no checkpoint at {last}; point hydra.run.dir at the run "
-                               "to continue.", key="resume")
-        newest = max(found, key=lambda p: p.stat().st_mtime_ns)
-        if newest != last:
-            log.info("resuming from %s, the newest checkpoint", newest.name)
-        ckpt_path = str(newest)
+        # last.ckpt holds the full training state of a finished epoch; best.ckpt only weights (see RunCheckpoints).
+        if not last.is_file():
+            hint = (" (best.ckpt holds the best weights only, not a training state to continue)"
+                    if (checkpoint_dir / "best.ckpt").is_file() else "")
+            raise NetkilnError(f"resume=true but there is no checkpoint at {last}{hint}; point hydra.run.dir at the "
+                               "run to continue.", key="resume")
+        ckpt_path = str(last)
         # A write killed half-way leaves its temporary file (never a torn file under a final name): drop them.
         for stale in [*run_dir.glob(".*.tmp"), *checkpoint_dir.glob(".*.tmp")]:
             stale.unlink(missing_ok=True)
