@@ -217,7 +217,7 @@ class _StepsPerSecond(ProgressColumn):
     def render(self, task) -> Text:
         seconds = time.monotonic() - self.start
         rate = (self.trainer.global_step - self.first_step) / seconds if seconds > 0 else 0.0
-        return Text(f"{rate:.0f} steps/s", style=self.style)
+        return Text(f"{rate:.0f}it/s", style=self.style)     # it: an optimizer step (one batch)
 
     @staticmethod
     def _one_batch_validation(trainer) -> bool:
