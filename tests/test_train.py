@@ -200,3 +200,27 @@ def test_early_stopping_matches_lightning(mode, values, stop_epoch):
             break
     else:
         pytest.fail("never stopped")
+
+
+def test_compile_trains_the_same_network(tmp_path):
+    """compile=... wraps the training forward in torch.compile (dynamo's eager backend here: no C++ toolchain)."""
+    assert train(tmp_path, "trainer.max_epochs=2", name="plain")[0] == 0
+    assert train(tmp_path, "trainer.max_epochs=2", "compile={backend: eager}", name="compiled")[0] == 0
+    plain, compiled = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "compiled")
+    for split in ("val", "test"):
+        for key, value in plain[split].items():
+            assert compiled[split][key] == pytest.approx(value, abs=1e-5), (split, key)
+    weights = torch.load(tmp_path / "compiled" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert all(name.startswith("network.") for name in weights)         # no compiled wrapper's copy
+
+
+def test_compile_argument_typo_names_the_key(tmp_path, capsys):
+    rc, _ = train(tmp_path, "compile={mdoe: max-autotune}")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "compile.mdoe" in err and "Did you mean 'mode'?" in err and "Traceback" not in err
+
+
+def test_bf16_mixed_precision_on_cpu_takes_the_precision_plugin_path(tmp_path):
+    rc, run = train(tmp_path, "trainer.max_epochs=2", "trainer.precision=bf16-mixed")
+    assert rc == 0 and read_metrics(run)["steps"] > 0

@@ -34,7 +34,7 @@ class NetkilnModule(pl.LightningModule):
                  train_batches: TrainChunks, val_batches: EvalBatches | None, batch_size: int,
                  max_epochs: int, max_steps: int, mode: str, monitor: str,
                  gradient_clip_val: float | None = None, allow_targets: bool = False,
-                 fused_validation: bool = True):
+                 fused_validation: bool = True, compile_args: dict | None = None):
         super().__init__()
         self.automatic_optimization = False
         self.network = network
@@ -50,6 +50,12 @@ class NetkilnModule(pl.LightningModule):
         self.gradient_clip_val = gradient_clip_val
         self._interval = scheduler_interval(scheduler_cfg)
         self.fused_validation = fused_validation and val_batches is not None
+        self.compile_args = compile_args
+        self._set_train_forward(network)
+
+    def _set_train_forward(self, forward) -> None:
+        # Kept out of nn.Module's registry: a compiled wrapper would repeat every weight in the state_dict.
+        self.__dict__["_train_forward"] = forward
 
     def forward(self, x):
         return self.network(x)
@@ -103,6 +109,8 @@ class NetkilnModule(pl.LightningModule):
                 and str(self.trainer.precision) in ("32-true", "64-true", "bf16-true", "16-true", "32", "64"))
 
     def on_train_start(self):
+        if self.compile_args is not None:
+            self._set_train_forward(torch.compile(self.network, **self.compile_args))
         self._plain_step = self._plain_step_ok()
         self._progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
 
@@ -111,7 +119,7 @@ class NetkilnModule(pl.LightningModule):
         optimizer = lightning_opt.optimizer
         scheduler = self._scheduler() if self._interval == "step" else None
         # Locals on the hot path: attribute writes on an nn.Module go through its slow __setattr__.
-        network, loss_fn, batches, batch_size, progress = (self.network, self.loss_fn, self.train_batches,
+        network, loss_fn, batches, batch_size, progress = (self._train_forward, self.loss_fn, self.train_batches,
                                                            self.batch_size, self._progress)
         kind, plain_step, clip = self.task.kind, self._plain_step, self.gradient_clip_val
         loss_sum, correct, rows = self._train_loss_sum, self._train_correct, 0
@@ -245,7 +253,7 @@ class NetkilnModule(pl.LightningModule):
 
     def validation_step(self, batch, batch_idx):
         x, y = batch
-        out = self.network(x)
+        out = self._train_forward(x)
         self._val_loss_sum += self.loss_fn(out, y) * len(x)
         self._val_rows += len(x)
         self.val_metrics.update(*metric_inputs(self.task, out, y))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import netkiln
 from netkiln.artifacts.files import write_json_atomic, write_text_atomic
-from netkiln.errors import NetkilnError
+from netkiln.errors import NetkilnError, did_you_mean
 
 log = logging.getLogger("netkiln")
 
@@ -29,6 +29,27 @@ def _clip_value(value) -> float | None:
         raise NetkilnError(f"must be a number >= 0 (or null for no clipping), not {value!r}.",
                            key="gradient_clip_val")
     return float(value)
+
+
+_COMPILE_ARGS = ("mode", "backend", "fullgraph", "dynamic", "options")
+
+
+def _compile_args(value) -> dict | None:
+    """`compile`: false, true, or a mapping of torch.compile's arguments."""
+    from netkiln.plain import to_container
+
+    value = to_container(value)
+    if value is False or value is None:
+        return None
+    if value is True:
+        return {}
+    if isinstance(value, dict):
+        for key in value:
+            if key not in _COMPILE_ARGS:
+                raise NetkilnError(f"torch.compile has no argument '{key}'; use {', '.join(_COMPILE_ARGS)}."
+                                   + did_you_mean(key, _COMPILE_ARGS), key=f"compile.{key}")
+        return value
+    raise NetkilnError(f"must be true, false or a mapping of torch.compile arguments, not {value!r}.", key="compile")
 
 
 def _validates_once_per_epoch(trainer_kwargs: dict) -> bool:
@@ -91,6 +112,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     batch_size = _positive_int(cfg.batch_size, "batch_size")
     chunk = _positive_int(cfg.steps_per_execution, "steps_per_execution")
     clip = _clip_value(cfg.get("gradient_clip_val"))
+    compile_args = _compile_args(cfg.get("compile", False))
     kwargs = trainer_kwargs(cfg.trainer)
     pl.seed_everything(seed, workers=True, verbose=False)
 
@@ -132,7 +154,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
         gradient_clip_val=clip, allow_targets=bool(cfg.get("allow_targets", False)),
-        fused_validation=_validates_once_per_epoch(kwargs))
+        fused_validation=_validates_once_per_epoch(kwargs), compile_args=compile_args)
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 
