@@ -185,6 +185,12 @@ def test_train_on_an_image_folder(tmp_path):
     rc = main(["train", "data=images", f"data.path={root}", "data.image_size=[8,8]", "model=mlp",
                "trainer.max_epochs=2", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"])
     assert rc == 0 and (run / "metrics.json").exists()
+    # evaluate on another labelled folder: every image counts, through the run's saved preparation (size, scaling)
+    other = make_images(tmp_path / "new", per_class=4, size=(20, 20))
+    out = tmp_path / "eval"
+    assert main(["evaluate", f"run={run}", "data=images", f"data.path={other}", f"out={out}"]) == 0
+    report = json.loads(next(out.glob("*.json")).read_text())
+    assert report["rows"] == 8, report
 
 
 def test_npz_object_arrays_are_refused(tmp_path):

@@ -80,6 +80,9 @@ def other_data(bundle: Bundle, data_cfg, split: str):
     if prep.get("kind") == "table":
         return _other_table(bundle, node, split)
     node["standardize"] = False              # the bundle's statistics are applied below, not refitted
+    if prep.get("kind") == "images" and node.get("name") == "images":
+        # Loaded at the model's size and colour (the loader resizes as it reads), whatever the data config says.
+        node["image_size"], node["color"] = prep["image_size"], prep["color"]
     dataset = load_dataset(node, seed=bundle.seed)
     split, x, y = _pick_split(dataset, split, own_data=False)
     _check_task(bundle, dataset.task, None)
