@@ -77,6 +77,10 @@ def _remove_empty(folders: list[Path]) -> None:
             return
 
 
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> Path:
+    return write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
+
+
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     return write_atomic(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

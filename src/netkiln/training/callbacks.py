@@ -22,7 +22,7 @@ from pytorch_lightning.callbacks import EarlyStopping, RichProgressBar
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from netkiln.artifacts.files import write_atomic
+from netkiln.artifacts.files import write_bytes_atomic
 
 log = logging.getLogger("netkiln")
 
@@ -72,10 +72,6 @@ class BackgroundWriter:
             log.error("could not write a file of the run directory: %s", err)
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
-
-
 class HistoryWriter(pl.Callback):
     """Writes `history.csv`: one row per epoch with every logged metric, the LR and the time."""
 
@@ -111,7 +107,7 @@ class HistoryWriter(pl.Callback):
             row.append(float(value) if value is not None else "")
         # One new line per epoch; the whole file is rewritten atomically (in the background).
         self._lines.append(self._csv_line(row))
-        self._writer.submit(_write_bytes_atomic, self.path, "".join(self._lines).encode("utf-8"))
+        self._writer.submit(write_bytes_atomic, self.path, "".join(self._lines).encode("utf-8"))
 
     def teardown(self, trainer, pl_module, stage):
         self._writer.close()

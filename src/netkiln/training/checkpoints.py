@@ -20,7 +20,7 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
-from netkiln.artifacts.files import write_atomic
+from netkiln.artifacts.files import write_bytes_atomic
 from netkiln.errors import NetkilnError
 from netkiln.training.callbacks import BackgroundWriter
 
@@ -195,7 +195,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
-        self._writer.submit(_write_bytes, Path(path), buffer.getvalue())
+        self._writer.submit(write_bytes_atomic, Path(path), buffer.getvalue())
 
     def remove_checkpoint(self, path):
         self._writer.submit(_remove, Path(path))
@@ -210,10 +210,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def load_checkpoint(self, path, map_location=None, weights_only=None):
         self.flush()
         return load_checkpoint_file(path, map_location)
-
-
-def _write_bytes(path: Path, data: bytes) -> None:
-    write_atomic(path, lambda tmp: Path(tmp).write_bytes(data))
 
 
 def load_checkpoint_file(path, map_location=None) -> dict:
