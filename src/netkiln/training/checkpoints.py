@@ -218,7 +218,6 @@ def load_checkpoint_file(path, map_location=None) -> dict:
     import pickle
     import re
 
-    from netkiln.errors import NetkilnError
     try:
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError) as err:
