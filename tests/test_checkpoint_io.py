@@ -203,11 +203,13 @@ def test_nan_never_improves_and_max_mode(tmp_path, clock):
     trainer.io.teardown()
 
 
-def test_missing_monitor_names_the_logged_metrics(tmp_path):
+def test_an_epoch_without_the_monitored_metric_improves_nothing(tmp_path, clock):
     trainer, callback = fake_run(tmp_path)
-    callback.monitor = "val/acc"
-    with pytest.raises(NetkilnError, match=r"^monitor: .*'val/acc'.*train/loss, val/loss"):
-        trainer.epoch(0, 1.0)
+    trainer.epoch(0, 1.0)
+    trainer.current_epoch, trainer.callback_metrics = 1, {"train/loss": torch.tensor(0.1)}    # no validation
+    callback.on_train_epoch_end(trainer, None)
+    assert float(callback.best_model_score) == 1.0 and callback.best_epoch == 0 and callback._best is None
+    trainer.io.teardown()
 
 
 # ------------------------------------------------------------------------------------------------ with Lightning

@@ -224,3 +224,23 @@ def test_compile_argument_typo_names_the_key(tmp_path, capsys):
 def test_bf16_mixed_precision_on_cpu_takes_the_precision_plugin_path(tmp_path):
     rc, run = train(tmp_path, "trainer.max_epochs=2", "trainer.precision=bf16-mixed")
     assert rc == 0 and read_metrics(run)["steps"] > 0
+
+
+def test_validation_every_second_epoch(tmp_path):
+    """Train metrics are in history.csv every epoch; validation (and best.ckpt) follows its own schedule."""
+    rc, run = train(tmp_path, "trainer.max_epochs=4", "+trainer.check_val_every_n_epoch=2")
+    assert rc == 0
+    rows = list(csv.DictReader(open(run / "history.csv")))
+    assert all(row["train/loss"] for row in rows)
+    assert [bool(row["val/loss"]) for row in rows] == [False, True, False, True]
+    best = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True)
+    assert best["epoch"] in (1, 3)
+
+
+def test_no_validation_with_a_validation_monitor_is_a_config_error(tmp_path, capsys):
+    rc, run = train(tmp_path, "+trainer.limit_val_batches=0")
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "monitor" in err and "limit_val_batches" in err and "Traceback" not in err
+    rc, run = train(tmp_path, "+trainer.limit_val_batches=0", "monitor=train/loss", name="train_monitor")
+    assert rc == 0

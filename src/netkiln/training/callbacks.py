@@ -102,8 +102,10 @@ class HistoryWriter(pl.Callback):
         row = [trainer.current_epoch, trainer.global_step,
                trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
                round(time.perf_counter() - self._start, 3)]
+        # Epochs without validation (check_val_every_n_epoch) keep the last val/* values shown: not written here.
+        validated = getattr(pl_module, "validated_epoch", trainer.current_epoch) == trainer.current_epoch
         for name in self.metric_names:
-            value = metrics.get(name)
+            value = metrics.get(name) if validated or not name.startswith("val/") else None
             row.append(float(value) if value is not None else "")
         # One new line per epoch; the whole file is rewritten atomically (in the background).
         self._lines.append(self._csv_line(row))

@@ -51,6 +51,7 @@ class NetkilnModule(pl.LightningModule):
         self._interval = scheduler_interval(scheduler_cfg)
         self.fused_validation = fused_validation and val_batches is not None
         self.compile_args = compile_args
+        self.validated_epoch: int | None = None      # the last epoch whose validation ran
         self._set_train_forward(network)
 
     def _set_train_forward(self, forward) -> None:
@@ -158,8 +159,12 @@ class NetkilnModule(pl.LightningModule):
         # One host sync per chunk, not per step: find the first bad step only when needed.
         if step_losses and not torch.isfinite(loss_sum):
             self._raise_non_finite(torch.stack(step_losses), chunk_idx)
-        if self.fused_validation and chunk_idx == len(batches) - 1 and rows >= len(chunk):
+        last_chunk = chunk_idx == len(batches) - 1
+        if self.fused_validation and last_chunk and rows >= len(chunk):
             self._validate_fused()
+        elif last_chunk or 0 <= self.trainer.max_steps <= progress.total.completed:
+            # Now, not in on_train_epoch_end: callbacks' epoch-end hooks (history.csv) run before the module's.
+            self._log_train_metrics()
 
     def _clip(self, optimizer):
         params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -259,6 +264,8 @@ class NetkilnModule(pl.LightningModule):
         self.val_metrics.update(*metric_inputs(self.task, out, y))
 
     def _val_metrics(self) -> dict[str, torch.Tensor]:
+        if not self.trainer.sanity_checking:
+            self.validated_epoch = self.current_epoch      # history.csv leaves val/* empty in other epochs
         values = {f"val/{name}": value for name, value in self.val_metrics.compute().items()}
         self.val_metrics.reset()
         values["val/loss"] = self._val_loss_sum / self._val_rows

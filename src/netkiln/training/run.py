@@ -120,10 +120,11 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     task = dataset.task
     loss_name, loss_fn = make_loss(cfg.loss, task)
     monitor, mode = resolve_monitor(cfg.monitor, cfg.mode, task)
-    has_val = len(dataset.x_val) > 0
+    has_val = len(dataset.x_val) > 0 and kwargs.get("limit_val_batches", None) not in (0, 0.0)
     if monitor.startswith("val/") and not has_val:
-        raise NetkilnError(f"'{monitor}' needs a validation split, but it is empty; set data.split.val > 0 or "
-                           "monitor=train/loss.", key="monitor")
+        raise NetkilnError(f"'{monitor}' needs validation, but the validation split is empty or "
+                           "trainer.limit_val_batches is 0; set data.split.val > 0 or monitor=train/loss.",
+                           key="monitor")
     log.info("%s", dataset.describe())
 
     checkpoint_dir = run_dir / "checkpoints"
