@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import EarlyStopping, RichProgressBar
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from rich.progress import ProgressColumn
 from rich.text import Text
 
@@ -70,6 +71,13 @@ class BackgroundWriter:
             self.close()
         except Exception as err:  # noqa: BLE001
             log.error("could not write a file of the run directory: %s", err)
+
+
+def is_last_epoch(trainer) -> bool:
+    """Whether fit ends after this epoch (as far as known at its end: max_epochs, max_steps, a stop request)."""
+    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
+    return (trainer.should_stop or (max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs)
+            or (max_steps not in (None, -1) and trainer.global_step >= max_steps))
 
 
 class HistoryWriter(pl.Callback):
@@ -141,7 +149,6 @@ class NetkilnEarlyStopping(EarlyStopping):
         return self._exhausted(best)
 
     def _exhausted(self, best: float):
-        from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
         self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
         return True, (f"Monitored metric {self.monitor} did not improve in the last {self.wait_count} records. "
                       f"Best score: {best:.3f}. Signaling Trainer to stop.")
@@ -188,9 +195,7 @@ class NetkilnProgressBar(RichProgressBar):
             self._update_metrics(trainer, pl_module)
 
     def on_train_epoch_end(self, trainer, pl_module):
-        last = trainer.should_stop or (trainer.max_epochs not in (None, -1)
-                                       and trainer.current_epoch + 1 >= trainer.max_epochs)
-        if self._due() or last:
+        if self._due() or is_last_epoch(trainer):
             self._show_epoch(trainer, pl_module)
             self._update(self.train_progress_bar_id, self.total_train_batches)
             super().on_train_epoch_end(trainer, pl_module)

@@ -22,7 +22,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 
 from netkiln.artifacts.files import write_bytes_atomic
 from netkiln.errors import NetkilnError
-from netkiln.training.callbacks import BackgroundWriter
+from netkiln.training.callbacks import BackgroundWriter, is_last_epoch
 
 log = logging.getLogger("netkiln")
 
@@ -108,7 +108,7 @@ class RunCheckpoints(Checkpoint):
         uncopied = improved and not self._keep_best_weights(trainer)
         first = ((self.save_last and self.last_path not in self._written)      # a kill early leaves a last.ckpt
                  or (improved and self.best_path not in self._written))
-        due = (uncopied or first or _last_epoch(trainer)
+        due = (uncopied or first or is_last_epoch(trainer)
                or time.monotonic() - self._last_write >= self.write_interval)
         # Every rank builds the checkpoint when one does (building can be collective); rank 0 alone writes.
         due = trainer.strategy.reduce_boolean_decision(due, all=False)
@@ -123,7 +123,7 @@ class RunCheckpoints(Checkpoint):
         if self._skip(trainer):
             return
         self._write_best(trainer)
-        if self._last_stale:    # only when the last epoch was not recognized as such at its end (see _last_epoch)
+        if self._last_stale:    # only when the last epoch was not recognized as such at its end (see is_last_epoch)
             self._save(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False), [self.last_path])
             self._last_stale = False
 
@@ -170,13 +170,6 @@ class RunCheckpoints(Checkpoint):
         self._last_write = time.monotonic()
         if self.last_path in paths:
             self.last_saved_epoch = checkpoint.get("epoch")
-
-
-def _last_epoch(trainer) -> bool:
-    """Whether fit ends after this epoch (as far as known at its end: max_epochs, max_steps, a stop request)."""
-    max_epochs, max_steps = trainer.max_epochs, trainer.max_steps
-    return (trainer.should_stop or (max_epochs not in (None, -1) and trainer.current_epoch + 1 >= max_epochs)
-            or (max_steps not in (None, -1) and trainer.global_step >= max_steps))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

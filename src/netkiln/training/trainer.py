@@ -37,7 +37,6 @@ def trainer_kwargs(trainer_cfg) -> dict:
 
 
 def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, history_metrics: list[str]):
-
     from netkiln.training.callbacks import HistoryWriter, NetkilnEarlyStopping
     from netkiln.training.checkpoints import RunCheckpoints
 
@@ -65,5 +64,5 @@ def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, his
             raise NetkilnError(f"patience must be a positive integer, not {patience!r}.",
                                key="callbacks.early_stopping.patience")
         callbacks.append(NetkilnEarlyStopping(monitor=monitor, mode=mode, patience=patience,
-                                       min_delta=float(early.get("min_delta", 0.0))))
+                                              min_delta=float(early.get("min_delta", 0.0))))
     return callbacks
