@@ -124,8 +124,9 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple
 
 def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: dict, meta: dict) -> Path:
     """Write the four bundle files to `path` (a `model/` folder), replacing any bundle there."""
-    import yaml
     from safetensors.torch import save_file
+
+    from netkiln.safe_yaml import safe_dump
 
     path = Path(path)
     stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -143,7 +144,7 @@ def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: 
         # Loading checks the weights against this: a truncated or modified file is refused, not half-used.
         meta = {**meta, "weights_sha256": file_sha256(stage / "weights.safetensors")}
         write_text_atomic(stage / "config.yaml", "# netkiln model bundle: the resolved config of the run\n"
-                          + yaml.safe_dump(config, sort_keys=False, default_flow_style=None))
+                          + safe_dump(config, sort_keys=False, default_flow_style=None))
         write_json_atomic(stage / "preprocessing.json", preprocessing)
         write_json_atomic(stage / "meta.json", meta)          # last: a bundle with meta.json is complete
         old = None
@@ -303,6 +304,8 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     """Read and check the bundle's config, preprocessing and meta files (no weights, no model)."""
     import yaml
 
+    from netkiln.safe_yaml import safe_load_file
+
     path = find_bundle(run, key)
     meta = _read_json(path / "meta.json", key)
     check_meta(meta, path / "meta.json", key)
@@ -310,7 +313,7 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
         if not (path / name).is_file():
             raise NetkilnError(f"the model bundle has no {name}", key=key, file=str(path))
     try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        config = safe_load_file(path / "config.yaml")     # no aliases ("billion laughs"), size capped
     except (OSError, yaml.YAMLError) as err:
         raise NetkilnError(f"cannot read the bundle's config: {' '.join(str(err).split())}", key=key,
                            file=str(path / "config.yaml")) from None
