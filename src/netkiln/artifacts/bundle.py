@@ -304,6 +304,8 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     """Read and check the bundle's config, preprocessing and meta files (no weights, no model)."""
     import yaml
 
+    from netkiln.data.row_filter import parse_filter
+    from netkiln.interpolation import refuse_in_bundle
     from netkiln.safe_yaml import safe_load_file
 
     path = find_bundle(run, key)
@@ -319,6 +321,11 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
                            file=str(path / "config.yaml")) from None
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict) or "task" not in config:
         raise NetkilnError("the bundle's config has no model or task", key=key, file=str(path / "config.yaml"))
+    # Plain data only: no `${...}` for OmegaConf to resolve, and a row filter in the filter language.
+    refuse_in_bundle(config, str(path / "config.yaml"))
+    data = config.get("data")
+    if isinstance(data, dict) and data.get("filter") is not None:
+        parse_filter(data["filter"], key="data.filter", file=str(path / "config.yaml"))
     targets = find_targets(config.get("model"), "model")
     if targets and not allow_targets:
         where, target = targets[0]

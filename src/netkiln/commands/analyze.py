@@ -15,11 +15,13 @@ def _task(cfg) -> None:
 
     from netkiln.artifacts.files import write_json_atomic
     from netkiln.data.analyze import analyze_data, plot_report, print_report
+    from netkiln.interpolation import refuse_env_values
 
     from netkiln.pipeline import seed_of
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        refuse_env_values(cfg, ("data",), "analysis.json")     # it records the data config resolved
         report, context = analyze_data(cfg.data, seed=seed_of(cfg))   # every check, before anything is written
     except BaseException:
         _remove_if_empty(out_dir)

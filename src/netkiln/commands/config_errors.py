@@ -60,6 +60,23 @@ def _bad_override(argv: list[str]) -> str | None:
     return None
 
 
+def _needs_quotes(override: str) -> bool:
+    """key=value whose unquoted value has spaces or operators (a filter such as `age >= 18`): the shell ate the
+    quotes the user typed, and Hydra reads operators as syntax."""
+    key, eq, value = override.partition("=")
+    value = value.strip()
+    if not eq or not value or value[0] in "'\"[{" or key.startswith("-"):
+        return False
+    return key.endswith("filter") or any(c in value for c in " \t<>=!&|~`")
+
+
+def _quoted(override: str) -> str:
+    """The override as one POSIX shell word that reaches Hydra as key="value"."""
+    key, _, value = override.partition("=")
+    inner = value.strip().replace('"', '\\"')                 # Hydra reads \" inside double quotes as "
+    return "'" + f'{key}="{inner}"'.replace("'", "'\\''") + "'"   # a ' inside single quotes is written '\''
+
+
 def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str]) -> str | None:
     """The rewritten message, or None to fall back to Hydra's own text."""
     from hydra.errors import MissingConfigException, OverrideParseException
@@ -76,7 +93,13 @@ def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str])
                     f"Available: {', '.join(options)}.")
     if isinstance(err, OverrideParseException):
         bad = _bad_override(argv)
+        if bad is not None and _needs_quotes(bad):
+            return (f"cannot parse the override \"{bad}\": a value with spaces or operators must reach Hydra in "
+                    f"quotes, so quote it twice: {_quoted(bad)} (single quotes for the shell, double quotes "
+                    "inside for Hydra).")
         reason = " ".join(text.split("\n")[0].split())
+        if reason.startswith("LexerNoViableAltException"):       # the lexer's own words name nothing useful
+            reason = "it holds a character Hydra's override grammar does not allow unquoted"
         if bad is not None:
             return (f"cannot parse the override \"{bad}\": {reason}. Overrides look like key=value, "
                     "group=option or +new.key=value (see Hydra's override grammar); quote values with "

@@ -18,6 +18,7 @@ from netkiln.errors import NetkilnError, did_you_mean
 from netkiln.task import Task
 
 from .config import get_choice, get_int
+from .row_filter import RowFilter, parse_filter
 from .sources import RawSource, SourceSpec, register_source
 from .tables import TableFile, check_columns, read_table_source
 
@@ -86,6 +87,7 @@ class TablePlan:
     filter: str | None
     split_column: str | None
     kinds: dict[str, str] = field(default_factory=dict)     # feature -> numeric | categorical
+    row_filter: RowFilter | None = None                      # `filter`, parsed
 
     def strategy(self, col: str) -> str:
         s = self.impute.get(col, self.missing)
@@ -134,15 +136,18 @@ def _plan(node: dict, path: str, columns: list[str], tf: TableFile) -> TablePlan
     impute = _per_column_choices(node, "impute", "strategy", MISSING, features, path, file)
     encodings = _per_column_choices(node, "encodings", "encoding", ENCODINGS, features, path, file)
     flt = node.get("filter")
-    if flt is not None and (not isinstance(flt, str) or not flt.strip()):
-        raise NetkilnError(f"expected a pandas query expression such as \"age >= 18 and country == 'NL'\", "
-                           f"got {flt!r}", key=f"{path}.filter")
+    row_filter = None
+    if flt is not None:
+        # Parsed here, before any row is filtered: a filter is a small expression language, never Python.
+        row_filter = parse_filter(flt, key=f"{path}.filter")
+        row_filter.check_columns(columns, str(file))
     return TablePlan(
         target=target, features=features, task=get_choice(node, "task", "auto", TASK_CHOICES, path),
         missing=missing, impute=impute, forced_categorical=categorical, forced_numeric=numeric,
         encoding=get_choice(node, "categorical_encoding", "onehot", ENCODINGS, path), encodings=encodings,
         max_categories=get_int(node, "max_categories", 50, path, minimum=2),
-        scale=get_choice(node, "scale", "standard", SCALES, path), filter=flt, split_column=split_column)
+        scale=get_choice(node, "scale", "standard", SCALES, path), filter=flt, split_column=split_column,
+        row_filter=row_filter)
 
 
 # ----------------------------------------------------------------------------------------------- values
@@ -453,31 +458,18 @@ def check_finite(x: np.ndarray, frame, specs: list[dict], tf: TableFile | None, 
 
 
 # ----------------------------------------------------------------------------------------------- source
-def _apply_filter(frame, expr: str | None, tf: TableFile, path: str):
-    if expr is None:
+def _apply_filter(frame, row_filter: RowFilter | None, tf: TableFile):
+    if row_filter is None:
         return frame
-    key = f"{path}.filter"
-    try:
-        out = frame.query(expr)
-    except NameError as err:
-        import re
-        m = re.search(r"name '([^']+)' is not defined", str(err))
-        name = m.group(1) if m else str(err)
-        raise NetkilnError(f"the filter uses {name!r}, which is not a column.{did_you_mean(name, frame.columns)} "
-                           "Quote text values ('NL') and wrap column names with spaces in backticks",
-                           key=key, file=str(tf.path)) from None
-    except Exception as err:  # noqa: BLE001 - pandas raises many types for a bad expression
-        msg = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise NetkilnError(f"cannot evaluate the filter {expr!r}: {type(err).__name__}: {msg}", key=key,
-                           file=str(tf.path)) from None
+    out = frame[row_filter.mask(frame, str(tf.path))]
     if len(out) == 0:
-        raise NetkilnError(f"the filter {expr!r} keeps none of the {len(frame)} rows", key=key, file=str(tf.path))
+        raise row_filter.error(f"it keeps none of the {len(frame)} rows", str(tf.path))
     return out
 
 
 def _clean(frame, plan: TablePlan, tf: TableFile, path: str, info: dict, prefix: str = ""):
     """Filter, drop rows with a missing target or (for strategy 'drop') a missing feature."""
-    frame = _apply_filter(frame, plan.filter, tf, path)
+    frame = _apply_filter(frame, plan.row_filter, tf)
     info[f"{prefix}rows_after_filter"] = int(len(frame))
     no_target = frame[plan.target].isna().any(axis=1)
     if no_target.any():

@@ -106,9 +106,11 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.training.module import NetkilnModule
     from netkiln.training.trainer import make_callbacks, trainer_kwargs
 
+    from netkiln.interpolation import refuse_env_values
     from netkiln.pipeline import seed_of
 
     seed = seed_of(cfg)
+    refuse_env_values(cfg)         # the bundle records model/data/loss resolved: no environment value may be in them
     batch_size = _positive_int(cfg.batch_size, "batch_size")
     chunk = _positive_int(cfg.steps_per_execution, "steps_per_execution")
     clip = _clip_value(cfg.get("gradient_clip_val"))
