@@ -164,21 +164,16 @@ def test_an_environment_value_never_reaches_the_bundle(world, tmp_path, monkeypa
 
 
 # ----------------------------------------------------------------------------------------------- the filter language
-SAMPLE = None
-
-
+@pytest.fixture(scope="module")
 def sample() -> pd.DataFrame:
-    global SAMPLE
-    if SAMPLE is None:
-        rng = np.random.default_rng(1)
-        n = 120
-        frame = pd.DataFrame({"age": rng.integers(0, 90, n).astype(float), "country": rng.choice(["NL", "BE", "DE"], n),
-                              "score": rng.normal(0, 1, n), "unit price": rng.uniform(1, 10, n),
-                              "member": rng.integers(0, 2, n).astype(bool), "k": rng.integers(0, 5, n)})
-        frame.loc[[1, 5, 9, 40], "age"] = np.nan
-        frame.loc[[2, 7, 50], "country"] = None
-        SAMPLE = frame
-    return SAMPLE
+    rng = np.random.default_rng(1)
+    n = 120
+    frame = pd.DataFrame({"age": rng.integers(0, 90, n).astype(float), "country": rng.choice(["NL", "BE", "DE"], n),
+                          "score": rng.normal(0, 1, n), "unit price": rng.uniform(1, 10, n),
+                          "member": rng.integers(0, 2, n).astype(bool), "k": rng.integers(0, 5, n)})
+    frame.loc[[1, 5, 9, 40], "age"] = np.nan
+    frame.loc[[2, 7, 50], "country"] = None
+    return frame
 
 
 @pytest.mark.parametrize("expr", [
@@ -190,14 +185,14 @@ def sample() -> pd.DataFrame:
     "`unit price` > 5", "`unit price` * k >= 10 or country == 'DE'", "score > -1e-1", "country > 'C'",
     "country == 'NL' and (score > 0 or k == 1)", "2 ** 3 < age",
 ])
-def test_the_filter_keeps_the_rows_query_keeps(expr):
-    frame = sample()
+def test_the_filter_keeps_the_rows_query_keeps(sample, expr):
+    frame = sample
     kept = frame[parse_filter(expr).mask(frame)]
     assert kept.index.equals(frame.query(expr).index)
 
 
-def test_missing_values_fail_comparisons_but_not_inequality():
-    frame = sample()
+def test_missing_values_fail_comparisons_but_not_inequality(sample):
+    frame = sample
     missing = frame["age"].isna()
     assert not parse_filter("age > -1").mask(frame)[missing.to_numpy()].any()
     assert parse_filter("age != 1000").mask(frame)[missing.to_numpy()].all()
@@ -245,9 +240,9 @@ def test_each_refused_construct_is_named(expr, construct):
     ("country > 1", ["cannot evaluate it"]),
     ("1 / 0 > age", ["cannot evaluate it", "division by zero"]),
 ])
-def test_bad_filters_are_one_line_errors(expr, expected):
+def test_bad_filters_are_one_line_errors(sample, expr, expected):
     with pytest.raises(NetkilnError) as err:
-        parse_filter(expr).mask(sample())
+        parse_filter(expr).mask(sample)
     assert err.value.key == "data.filter"
     for text in expected:
         assert text in str(err.value), str(err.value)
