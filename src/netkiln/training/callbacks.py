@@ -24,6 +24,7 @@ from rich.progress import ProgressColumn
 from rich.text import Text
 
 from netkiln.artifacts.files import write_bytes_atomic
+from netkiln.training.selection import compare, tie_breaker_for
 
 log = logging.getLogger("netkiln")
 
@@ -127,26 +128,49 @@ class HistoryWriter(pl.Callback):
 
 
 class NetkilnEarlyStopping(EarlyStopping):
-    """Lightning's EarlyStopping (same settings, state and messages), comparing Python floats.
+    """Lightning's EarlyStopping (same settings, state and messages), comparing Python floats, and counting an epoch
+    that ties the best monitored value with a lower validation loss as an improvement (`training/selection.py`).
 
     Lightning compares tensors and formats an improvement message with them every improved epoch, ~0.4 ms
     an epoch in all (1.5% of a small model's epoch). Thresholds and non-finite values take Lightning's path.
     """
 
+    best_tie: float | None = None       # the tie-breaker's value (val/loss) at the best epoch
+    _tie: float | None = None           # ... at this epoch
+
+    def _run_early_stopping_check(self, trainer):
+        tie_key = tie_breaker_for(self.monitor)
+        metrics = trainer.callback_metrics
+        self._tie = float(metrics[tie_key]) if tie_key in metrics else None
+        super()._run_early_stopping_check(trainer)
+
     def _evaluate_stopping_criteria(self, current):
         value = float(current)
+        best = float(self.best_score)
+        verdict = compare(value, best, self.mode, self._tie, self.best_tie, min_delta=float(self.min_delta))
+        if verdict > 0 and value == best:       # a tie won by the validation loss: no stopping condition can fire
+            self.best_score, self.best_tie, self.wait_count = current, self._tie, 0
+            return False, None
         if (not math.isfinite(value) or self.stopping_threshold is not None
                 or self.divergence_threshold is not None or self.verbose):
-            return super()._evaluate_stopping_criteria(current)
-        best = float(self.best_score)
-        delta = float(self.min_delta)    # Lightning stores it signed: negative when mode is min
-        if (value - delta < best) if self.mode == "min" else (value - delta > best):
-            self.best_score, self.wait_count = current, 0
+            should_stop, reason = super()._evaluate_stopping_criteria(current)
+            if self.wait_count == 0:            # Lightning took it as an improvement
+                self.best_tie = self._tie
+            return should_stop, reason
+        if verdict > 0:
+            self.best_score, self.best_tie, self.wait_count = current, self._tie, 0
             return False, None
         self.wait_count += 1
         if self.wait_count < self.patience:
             return False, None
         return self._exhausted(best)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "best_tie": self.best_tie}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.best_tie = state_dict.get("best_tie")
 
     def _exhausted(self, best: float):
         self.stopping_reason = EarlyStoppingReason.PATIENCE_EXHAUSTED
@@ -161,7 +185,7 @@ class NetkilnProgressBar(RichProgressBar):
     Lightning redraws the bar at every epoch start, chunk and epoch end (~0.3 ms each, with Rich's table
     layout): 3% of a small model's 30 ms epoch, for frames nobody can see. Here a training hook within 0.1 s of
     the last update returns at once; the next one shows the current epoch, batch and metrics, and the last epoch
-    is always shown.
+    is always shown (at train end, once early stopping has decided).
     """
 
     def __init__(self):
@@ -200,6 +224,34 @@ class NetkilnProgressBar(RichProgressBar):
             self._update(self.train_progress_bar_id, self.total_train_batches)
             super().on_train_epoch_end(trainer, pl_module)
 
+    def on_train_end(self, trainer, pl_module):
+        """The last frame shows the epoch the run ended on. The epoch-end hook cannot always tell: early stopping
+        decides after it (Lightning calls monitoring callbacks last), so a fast last epoch could go unshown."""
+        if self.progress is not None and self.train_progress_bar_id is not None:
+            last = max(trainer.current_epoch - 1, 0)        # by now current_epoch counts the finished epochs
+            self.progress.update(self.train_progress_bar_id, description=self._get_train_description(last),
+                                 completed=self.total_train_batches, visible=True)
+            self._shown_epoch = last
+            self._update_metrics(trainer, pl_module)
+            self.refresh(hard=True)
+        super().on_train_end(trainer, pl_module)
+
+    @staticmethod
+    def _one_batch_validation(trainer) -> bool:
+        return not trainer.sanity_checking and sum(trainer.num_val_batches) <= 1
+
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        if not self._one_batch_validation(trainer):
+            super().on_validation_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
+        if not self._one_batch_validation(trainer):
+            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if not self._one_batch_validation(trainer):
+            super().on_validation_epoch_end(trainer, pl_module)
+
     @property
     def total_train_batches(self):
         batches = getattr(self.trainer.lightning_module, "train_batches", None)
@@ -221,22 +273,6 @@ class _StepsPerSecond(ProgressColumn):
         seconds = time.monotonic() - self.start
         rate = (self.trainer.global_step - self.first_step) / seconds if seconds > 0 else 0.0
         return Text(f"{rate:.0f}it/s", style=self.style)     # it: an optimizer step (one batch)
-
-    @staticmethod
-    def _one_batch_validation(trainer) -> bool:
-        return not trainer.sanity_checking and sum(trainer.num_val_batches) <= 1
-
-    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-        if not self._one_batch_validation(trainer):
-            super().on_validation_batch_start(trainer, pl_module, batch, batch_idx, dataloader_idx)
-
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0):
-        if not self._one_batch_validation(trainer):
-            super().on_validation_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
-
-    def on_validation_epoch_end(self, trainer, pl_module):
-        if not self._one_batch_validation(trainer):
-            super().on_validation_epoch_end(trainer, pl_module)
 
 
 def progress_bar_callbacks(trainer_kwargs: dict) -> list:

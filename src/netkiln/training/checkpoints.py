@@ -23,6 +23,7 @@ from pytorch_lightning.trainer.states import TrainerFn
 from netkiln.artifacts.files import write_bytes_atomic
 from netkiln.errors import NetkilnError
 from netkiln.training.callbacks import BackgroundWriter, is_last_epoch
+from netkiln.training.selection import compare, tie_breaker_for
 
 log = logging.getLogger("netkiln")
 
@@ -59,6 +60,7 @@ class RunCheckpoints(Checkpoint):
             self.write_interval = float(write_interval)
         self.best_model_score: torch.Tensor | None = None
         self.best_epoch: int | None = None
+        self.best_tie: float | None = None      # the tie-breaker's value (val/loss) at the best epoch
         self._best: dict | None = None          # best.ckpt not yet written: the weights, epoch and step
         self._written: set[Path] = set()
         self._last_write = -math.inf
@@ -88,13 +90,14 @@ class RunCheckpoints(Checkpoint):
 
     def state_dict(self) -> dict:
         return {"monitor": self.monitor, "mode": self.mode, "best_model_score": self.best_model_score,
-                "best_epoch": self.best_epoch}
+                "best_epoch": self.best_epoch, "best_tie": self.best_tie}
 
     def load_state_dict(self, state_dict: dict) -> None:
         # A best score of another metric (or direction) is no bar for this run's.
         if state_dict.get("monitor") == self.monitor and state_dict.get("mode") == self.mode:
             self.best_model_score = state_dict.get("best_model_score")
             self.best_epoch = state_dict.get("best_epoch")
+            self.best_tie = state_dict.get("best_tie")
 
     @staticmethod
     def _skip(trainer) -> bool:
@@ -142,10 +145,13 @@ class RunCheckpoints(Checkpoint):
         # Python floats: the few tensor ops this takes measured ~0.2 ms an epoch in training (probably waiting for
         # the GIL beside the writer threads), float() ~10 us.
         value = float(metrics[self.monitor])
+        tie_key = tie_breaker_for(self.monitor)
+        tie = float(metrics[tie_key]) if tie_key in metrics else None
         best = None if self.best_model_score is None else float(self.best_model_score)
-        if math.isnan(value) or (best is not None and not (value < best if self.mode == "min" else value > best)):
+        # A full tie (same value, same tie-breaker) goes to the later epoch: more training for the same result.
+        if compare(value, best, self.mode, tie, self.best_tie) < 0:
             return False
-        self.best_model_score, self.best_epoch = torch.tensor(value), trainer.current_epoch
+        self.best_model_score, self.best_epoch, self.best_tie = torch.tensor(value), trainer.current_epoch, tie
         return True
 
     def _keep_best_weights(self, trainer) -> bool:
