@@ -1,12 +1,15 @@
 """Atomic file writes: a killed process never leaves a half-written file under a final name."""
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 
 def _current_umask() -> int:
@@ -96,3 +99,59 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+@contextlib.contextmanager
+def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside `path` to write a set of files into. When the block ends without an error,
+    the folder replaces `path` whole (renamed into place), so `path` holds the old set of files or the new one,
+    never a mix; on an error it is removed and `path` stays as it was."""
+    path = Path(path)
+    _tidy_stages(path)
+    stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    old = path.parent / f".{path.name}.old-{os.getpid()}"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    try:
+        yield stage
+        if path.exists():
+            os.replace(path, old)
+        os.replace(stage, path)
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        if old.exists() and not path.exists():
+            os.replace(old, path)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _tidy_stages(path: Path) -> None:
+    """Remove the stages of writers that were killed (SIGKILL, power loss); a previous version that a killed
+    swap left renamed aside (between its two renames) is put back."""
+    from netkiln.artifacts.lock import process_alive
+
+    for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.*-*")):
+        kind, _, pid = stale.name[len(path.name) + 2:].partition("-")
+        if kind not in ("tmp", "old") or not pid.isdigit() or not stale.is_dir():
+            continue
+        if int(pid) == os.getpid() or process_alive(int(pid)):
+            continue                                # a writer that is still running
+        if kind == "old" and not path.exists():
+            os.replace(stale, path)
+        else:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def csv_text(rows: list[dict], columns: list[str] | None = None) -> str:
+    """Rows as CSV text, quoted by the csv module (a value holding a comma, quote or newline stays one cell)."""
+    import csv
+    import io
+
+    if columns is None:
+        columns = list(rows[0]) if rows else []
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

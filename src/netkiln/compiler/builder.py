@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import logging
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -13,9 +14,11 @@ from torch import nn
 from netkiln.plain import to_container
 
 from .errors import LayerError, ModelSpecError, describe, fmt_shape, suggest
-from .layers import REGISTRY
+from .layers import REGISTRY, image_rows_shape
 from .network import Network, Row
 from .spec import Entry, parse_entry
+
+log = logging.getLogger("netkiln")
 
 # `vars`: named values the layers interpolate (`filters: ${model.vars.width}`), so one override or
 # sweep parameter (`model.vars.width=32`) changes every layer that uses it.
@@ -38,6 +41,7 @@ class _Builder:
         self.allow_targets = allow_targets
         self.target_prefixes = target_prefixes
         self.counts: Counter = Counter()
+        self.notes: list[str] = []      # what the compiler decided for the user, logged once per compile
 
     def name(self, base: str) -> str:
         """Keras naming: dense, dense_1, dense_2, ... counted across the whole model."""
@@ -61,8 +65,17 @@ class _Builder:
         except LayerError as e:
             key = f"{entry.key}.{e.arg}" if e.arg else entry.key
             raise ModelSpecError(e.message, key=key, layer=entry.name) from None
-        name = self.name(entry.name)
-        return module, out, name, [Row(name, layer.keras_type, out, module, depth, entry.key)]
+        rows = [Row(self.name(entry.name), layer.keras_type, out, module, depth, entry.key)]
+        if getattr(module, "image_rows", None) is not None:
+            rows.insert(0, self._image_rows(entry, shape, module.image_rows, depth))
+        return module, out, rows[-1].name, rows
+
+    def _image_rows(self, entry: Entry, shape: tuple, module: nn.Module, depth: int) -> Row:
+        """Say, in a note and as a summary row, that a recurrent layer reads images row by row."""
+        rows = image_rows_shape(shape)
+        self.notes.append(f"{entry.key} ({entry.name}) reads the images {fmt_shape(shape)} as sequences of their "
+                          f"{rows[0]} rows of {rows[1]} values (T = H, F = C·W)")
+        return Row(self.name("image_rows"), "Reshape", rows, module, depth, entry.key)
 
     def _composite(self, entry: Entry, shape: tuple, depth: int):
         name = self.name(entry.name)
@@ -219,4 +232,7 @@ def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
             f"for the {_task_text(task)}, but it outputs {fmt_shape(cur)}; use head: auto or end "
             f"with `dense: {task.num_outputs}` (no activation: the loss takes logits)", key=f"{key}.head")
 
-    return Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"))
+    network = Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"), notes=builder.notes)
+    for note in network.notes:
+        log.info("%s", note)
+    return network

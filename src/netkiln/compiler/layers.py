@@ -204,14 +204,23 @@ def _embedding(a, shape):
     return Embedding(a["input_dim"], a["output_dim"], len(shape) == 2), (shape[0], a["output_dim"])
 
 
+def image_rows_shape(shape: Shape) -> Shape:
+    """The sequence an RNN reads from images (C, H, W): its H rows, C·W values each."""
+    channels, height, width = shape
+    return (height, channels * width)
+
+
 def _rnn(kind):
     def build(a, shape):
+        image_rows = len(shape) == 3   # images: a sequence of their rows (modules.ImageRows)
+        if image_rows:
+            shape = image_rows_shape(shape)
         _need_rank(shape, 2, _seq_hint(shape))
         if a["dropout"] and a["num_layers"] == 1:
             raise LayerError("dropout applies between stacked layers and needs num_layers > 1; "
                              "for dropout on the inputs add a `dropout` layer before it", arg="dropout")
         mod = RNN(kind, shape[1], a["units"], a["num_layers"], a["bidirectional"],
-                  a["return_sequences"], a["dropout"])
+                  a["return_sequences"], a["dropout"], image_rows=image_rows)
         width = a["units"] * (2 if a["bidirectional"] else 1)
         return mod, ((shape[0], width) if a["return_sequences"] else (width,))
     return build

@@ -149,8 +149,16 @@ class Embedding(nn.Module):
         return self.embedding(x.long())
 
 
+class ImageRows(nn.Module):
+    """(B, C, H, W) images -> (B, H, C·W) sequences: row h is time step h, its features are the
+    row's values channel by channel (row-major, as Keras's MNIST RNN example reads 28x28 digits)."""
+
+    def forward(self, x):
+        return x.transpose(1, 2).flatten(2)
+
+
 class RNN(nn.Module):
-    """simplernn/lstm/gru over (B, T, F).
+    """simplernn/lstm/gru over (B, T, F), or over the rows of (B, C, H, W) images (`image_rows`).
 
     Without return_sequences the result is the last layer's final hidden state per direction,
     concatenated [forward, backward] (Keras Bidirectional semantics): the backward direction's
@@ -158,15 +166,19 @@ class RNN(nn.Module):
     """
 
     def __init__(self, kind: str, input_size: int, units: int, num_layers: int = 1,
-                 bidirectional: bool = False, return_sequences: bool = False, dropout: float = 0.0):
+                 bidirectional: bool = False, return_sequences: bool = False, dropout: float = 0.0,
+                 image_rows: bool = False):
         super().__init__()
         cls = {"simplernn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind]
+        self.image_rows = ImageRows() if image_rows else None
         self.rnn = cls(input_size, units, num_layers=num_layers, bidirectional=bidirectional,
                        dropout=dropout, batch_first=True)
         self.directions = 2 if bidirectional else 1
         self.return_sequences = return_sequences
 
     def forward(self, x):
+        if self.image_rows is not None:
+            x = self.image_rows(x)
         out, h = self.rnn(x)
         if self.return_sequences:
             return out

@@ -26,7 +26,7 @@ class Network(nn.Module):
     """`layers[i]` is `model.layers[i]` of the config; with `head: auto` the head is the last item."""
 
     def __init__(self, layers: list[nn.Module], layer_names: list[str], rows: list[Row],
-                 input_shape: tuple, output_shape: tuple, name: str = "model"):
+                 input_shape: tuple, output_shape: tuple, name: str = "model", notes: list[str] = ()):
         super().__init__()
         self.layers = nn.Sequential(*layers)
         self.layer_names = list(layer_names)
@@ -34,6 +34,7 @@ class Network(nn.Module):
         self.input_shape = tuple(input_shape)
         self.output_shape = tuple(output_shape)
         self.model_name = name
+        self.notes = list(notes)    # decisions worth telling the user (an RNN reading images row by row)
 
     def forward(self, x):
         return self.layers(x)

@@ -5,15 +5,13 @@ rebuilt at any time, also for a sweep that was interrupted or is still running.
 """
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netkiln.artifacts.files import write_json_atomic, write_text_atomic
+from netkiln.artifacts.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 
 _STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "incomplete": 3}
@@ -41,11 +39,15 @@ def _read_overrides(trial_dir: Path) -> list[str]:
     return [str(o) for o in overrides if not str(o).startswith(_HIDDEN_PREFIXES)]
 
 
+def trial_folders(sweep_dir: Path) -> list[Path]:
+    """The sweep's trial folders (those with a .hydra/overrides.yaml), in trial order."""
+    return [child for child in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name))
+            if not child.is_symlink() and (child / ".hydra" / "overrides.yaml").is_file()]
+
+
 def collect_trials(sweep_dir: Path) -> list[Trial]:
     trials = []
-    for child in sorted(Path(sweep_dir).iterdir(), key=lambda p: (len(p.name), p.name)):
-        if child.is_symlink() or not (child / ".hydra" / "overrides.yaml").is_file():
-            continue
+    for child in trial_folders(sweep_dir):
         metrics_path = child / "metrics.json"
         metrics, status = {}, "incomplete"
         if metrics_path.is_file():
@@ -116,11 +118,7 @@ def _fmt(value) -> str:
 
 
 def to_csv(rows: list[dict]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_columns(rows), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return csv_text(rows, _columns(rows))
 
 
 def to_markdown(rows: list[dict], title: str) -> str:
