@@ -52,10 +52,18 @@ def _human(n: int) -> str:
     return f"{size:.2f} TB"  # pragma: no cover
 
 
+def _type_label(row) -> str:
+    """The row's layer type, saying when a recurrent layer reads both directions: `GRU, bidirectional`."""
+    rnn = getattr(row.module, "rnn", row.module)      # netkiln's RNN wraps torch's; a _target_ may be torch's own
+    if isinstance(rnn, nn.RNNBase) and rnn.bidirectional:
+        return f"{row.type}, bidirectional"
+    return row.type
+
+
 def summary_table(net) -> str:
     """Layer (type) | Output Shape | Param #, then total / trainable / non-trainable params."""
     head = ("Layer (type)", "Output Shape", "Param #")
-    body = [("  " * r.depth + f"{r.name} ({r.type})", fmt_shape(r.output_shape), f"{r.params:,}")
+    body = [("  " * r.depth + f"{r.name} ({_type_label(r)})", fmt_shape(r.output_shape), f"{r.params:,}")
             for r in net.rows]
     w = [max(len(row[i]) for row in [head, *body]) for i in range(3)]
     w = [max(w[0], 28), max(w[1], 20), max(w[2], 10)]
