@@ -16,12 +16,15 @@ def seed_of(cfg) -> int:
 
 
 def build_data_and_model(cfg):
+    from netkiln.auto_model import explain_picked_model, resolve_auto_model
     from netkiln.compiler import compile_model
     from netkiln.data import load_dataset
 
     dataset = load_dataset(cfg.data, seed=seed_of(cfg))
+    picked = resolve_auto_model(cfg, dataset.layout, dataset.input_shape)    # model=auto: cfg.model is now the pick
     # A config names torch.nn modules only, unless the user trusts it with allow_targets=true.
     trusted = bool(cfg.get("allow_targets", False))
-    network = compile_model(cfg.model, dataset.input_shape, dataset.task,
-                            target_prefixes=None if trusted else TORCH_MODULES)
+    with explain_picked_model(picked):
+        network = compile_model(cfg.model, dataset.input_shape, dataset.task,
+                                target_prefixes=None if trusted else TORCH_MODULES)
     return dataset, network

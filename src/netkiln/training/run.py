@@ -119,6 +119,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     pl.seed_everything(seed, workers=True, verbose=False)
 
     dataset, network = build_data_and_model(cfg)
+    from netkiln.auto_model import record_picked_model
+    record_picked_model(cfg, run_dir)       # model=auto: .hydra/config.yaml shows the layers used
     task = dataset.task
     loss_name, loss_fn = make_loss(cfg.loss, task)
     monitor, mode = resolve_monitor(cfg.monitor, cfg.mode, task)
