@@ -80,8 +80,9 @@ def test_config_targets_outside_torch_need_allow_targets(tmp_path, monkeypatch, 
         assert main(["train", *TINY, override, f"hydra.run.dir={tmp_path}/refused"]) == 2
         assert "allow_targets=true" in capsys.readouterr().err
         assert not marker.exists(), "refused before importing the module"
-    for override in ("optimizer._target_=my_classes.MyAdam", "model.layers=[flatten,{_target_: my_classes.MyLayer}]"):
-        assert main(["train", *TINY, override, "allow_targets=true", f"hydra.run.dir={tmp_path}/trusted"]) == 0
+    for i, override in enumerate(("optimizer._target_=my_classes.MyAdam",
+                                  "model.layers=[flatten,{_target_: my_classes.MyLayer}]")):
+        assert main(["train", *TINY, override, "allow_targets=true", f"hydra.run.dir={tmp_path}/trusted{i}"]) == 0
     assert marker.exists()
     # torch's own classes need no opt-in.
     assert main(["train", *TINY, "optimizer._target_=torch.optim.NAdam",

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netkiln.artifacts.files import write_atomic, write_json_atomic, write_text_atomic
+from netkiln.artifacts.files import staged_folder, write_atomic, write_json_atomic, write_text_atomic
 from netkiln.plain import to_container
 from netkiln.errors import NetkilnError
 
@@ -129,15 +129,7 @@ def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: 
     from netkiln.safe_yaml import safe_dump
 
     path = Path(path)
-    stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    # Staging folders of a writer that was killed (SIGKILL, power loss) are never a bundle: remove them.
-    for stale in [*path.parent.glob(f".{path.name}.tmp-*"), *path.parent.glob(f".{path.name}.old-*")]:
-        if stale.is_dir() and not stale.name.endswith(f"-{os.getpid()}"):
-            shutil.rmtree(stale, ignore_errors=True)
-    if stage.exists():
-        shutil.rmtree(stage)
-    stage.mkdir(parents=True)
-    try:
+    with staged_folder(path) as stage:       # a killed run never leaves half a bundle
         state = {k: v.detach().cpu().contiguous().clone() for k, v in network.state_dict().items()}
         write_atomic(stage / "weights.safetensors", lambda tmp: save_file(state, tmp, metadata={
             "format": "pt", "netkiln_bundle": str(BUNDLE_FORMAT)}))
@@ -147,16 +139,6 @@ def write_bundle(path: str | os.PathLike, network, config: dict, preprocessing: 
                           + safe_dump(config, sort_keys=False, default_flow_style=None))
         write_json_atomic(stage / "preprocessing.json", preprocessing)
         write_json_atomic(stage / "meta.json", meta)          # last: a bundle with meta.json is complete
-        old = None
-        if path.exists():
-            old = path.parent / f".{path.name}.old-{os.getpid()}"
-            os.replace(path, old)
-        os.replace(stage, path)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(stage, ignore_errors=True)
-        raise
     return path
 
 
@@ -197,9 +179,13 @@ def read_weights(bundle: "Bundle", key: str = "run") -> dict:
         raise NetkilnError(f"cannot read the weights: {err}", key=key, file=str(weights)) from None
 
 
-def save_bundle(run_dir: str | os.PathLike, cfg, dataset, network, metrics: dict | None = None) -> Path:
-    """Write `run_dir/model/` for a trained network."""
+def save_bundle(run_dir: str | os.PathLike, cfg, dataset, network, metrics: dict | None = None, *,
+                data_files: dict | None = None) -> Path:
+    """Write `run_dir/model/` for a trained network; `data_files` (data.fingerprint.pin_data_files) go into
+    config.yaml, for evaluate to find the same files and notice a change."""
     config, preprocessing, meta = bundle_contents(cfg, dataset, network, metrics)
+    if data_files:
+        config["data_files"] = data_files
     return write_bundle(Path(run_dir) / BUNDLE_DIR, network, config, preprocessing, meta)
 
 

@@ -5,8 +5,11 @@ The run's own data is rebuilt exactly as training built it (same config, same se
 """
 from __future__ import annotations
 
+import itertools
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,7 @@ import numpy as np
 import torch
 
 from netkiln.artifacts.bundle import Bundle
-from netkiln.artifacts.files import write_json_atomic, write_text_atomic
+from netkiln.artifacts.files import csv_text, staged_folder, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 
 log = logging.getLogger("netkiln")
@@ -49,7 +52,9 @@ def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor,
 def run_data(bundle: Bundle, split: str):
     """(name, split, x, y) from the run's own data config, rebuilt as in training."""
     from netkiln.data import load_dataset
+    from netkiln.data.fingerprint import check_data_files
 
+    check_data_files(bundle.config.get("data_files"))       # the files training read: still there, unchanged?
     dataset = load_dataset(bundle.data_config, seed=bundle.seed)
     if _json_plain(dataset.preprocessing) != _json_plain(bundle.preparation):
         log.warning("the data's fitted preparation differs from the one saved with the model (the data files "
@@ -155,14 +160,17 @@ def _format_table(rows: list[dict]) -> str:
 def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: Any = None,
                     plots: bool = True, batch_size: int = 1024) -> dict:
     """Metrics, per-class table and plots of the bundle's model; writes `<out>/evaluation.json`."""
-    from netkiln.artifacts import plots as plotting
-    from netkiln.artifacts.predictions import class_labels, forward, target_names
+    from netkiln.artifacts.predictions import forward
     from netkiln.training.evaluate import evaluate_split
     from netkiln.training.losses import make_loss
 
     from netkiln.artifacts.bundle import refuse_output_in_bundle
     if out:
         refuse_output_in_bundle(out, bundle, "out")
+        out = Path(os.path.abspath(str(out)))
+        _check_replaceable(out)
+    elif data_cfg is None:
+        out = bundle.run_dir / "evaluation"
     if data_cfg is None:
         data_name, split, x, y = run_data(bundle, split)
     else:
@@ -170,11 +178,30 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     task, network = bundle.task, bundle.network
     loss_name, loss_fn = make_loss(bundle.config.get("loss") or {"name": "auto"}, task)
     metrics = evaluate_split(network, task, loss_fn, x, y, batch_size=batch_size)
-    out = Path(str(out)) if out else bundle.run_dir / "evaluation"
-    out.mkdir(parents=True, exist_ok=True)
     outputs = forward(network, x, batch_size)
     report: dict[str, Any] = {"run": str(bundle.run_dir), "data": data_name, "split": split, "rows": int(len(x)),
                               "task": task.to_dict(), "loss": loss_name, "metrics": metrics, "files": {}}
+    claimed = out is None
+    out = out or _new_numbered_folder(bundle.run_dir)
+    try:
+        with staged_folder(out) as stage:   # written whole or not at all: never one split's files beside another's
+            _write_report(stage, report, task, bundle, data_name, split, y, outputs, plots)
+            report["files"] = {name: str(out / Path(path).name) for name, path in report["files"].items()}
+            report["files"]["evaluation"] = str(out / "evaluation.json")
+            write_json_atomic(stage / "evaluation.json", report)
+    except BaseException:
+        if claimed:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    return report
+
+
+def _write_report(out: Path, report: dict, task, bundle: Bundle, data_name: str, split: str, y, outputs,
+                  plots: bool) -> None:
+    """The per-class table and the plots, into the folder `out`; their paths go into report["files"]."""
+    from netkiln.artifacts import plots as plotting
+    from netkiln.artifacts.predictions import class_labels, target_names
+
     files = report["files"]
     if task.is_classification:
         labels = [str(v) for v in class_labels(bundle)]
@@ -187,10 +214,8 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
         report["confusion_matrix"] = confusion.tolist()
         report["labels"] = labels
         report["per_class"] = per_class_table(confusion, labels)
-        header = "class,precision,recall,f1,support\n"
-        body = "".join(f"{r['class']},{r['precision']},{r['recall']},{r['f1']},{r['support']}\n"
-                       for r in report["per_class"])
-        files["per_class"] = str(write_text_atomic(out / "per_class.csv", header + body))
+        # The csv module quotes a class name holding a comma, quote or newline.
+        files["per_class"] = str(write_text_atomic(out / "per_class.csv", csv_text(report["per_class"])))
         if plots:
             files["confusion_matrix"] = str(plotting.confusion_matrix(
                 confusion, labels, out / "confusion_matrix.png", title=f"Confusion matrix ({data_name}, {split})"))
@@ -201,9 +226,26 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
         curves = plotting.learning_curves(bundle.run_dir / "history.csv", out / "curves.png")
         if curves is not None:
             files["curves"] = str(curves)
-    files["evaluation"] = str(out / "evaluation.json")
-    write_json_atomic(out / "evaluation.json", report)
-    return report
+
+
+def _check_replaceable(out: Path) -> None:
+    """evaluate replaces its output folder whole: refuse a folder that holds anything but an earlier evaluation."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "evaluation.json").is_file())):
+        raise NetkilnError("this is not an evaluation folder (it holds other files, and no evaluation.json); "
+                           "evaluate replaces its output folder whole, so give a new or empty folder, or one "
+                           "evaluate wrote before.", key="out", file=str(out))
+
+
+def _new_numbered_folder(run_dir: Path) -> Path:
+    """Other data's evaluation: the first free <run>/evaluation-N (N = 2, 3, ...), claimed by creating it, so the
+    run's own evaluation/ and earlier ones are never replaced."""
+    for n in itertools.count(2):
+        folder = run_dir / f"evaluation-{n}"
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        return folder
 
 
 def format_report(report: dict) -> str:

@@ -1,4 +1,8 @@
-"""One sweep per sweep directory: a second concurrent sweep is refused, not allowed to overwrite."""
+"""One netkiln process per run or sweep directory: a second one is refused, not allowed to overwrite or mix records.
+
+The lock is a small JSON file (pid, host) created with O_EXCL in the directory. A lock whose process is gone
+(killed, power loss) is stale and taken over, so a killed run can be resumed and a killed sweep continued.
+"""
 from __future__ import annotations
 
 import json
@@ -8,13 +12,16 @@ from pathlib import Path
 
 from netkiln.errors import NetkilnError
 
-LOCK_NAME = ".sweep.lock"
-# Locks this process holds: released at the end of the sweep, or by release_all() when the sweep
-# stopped on an error before Hydra's end-of-sweep callback ran.
+# kind -> (lock file, the setting that chooses the directory, what runs in it)
+KINDS = {"sweep": (".sweep.lock", "hydra.sweep.dir", "sweep"),
+         "run": (".run.lock", "hydra.run.dir", "training run")}
+# Locks this process holds: released at the end of the run or sweep, or by release_all() when it stopped on
+# an error before Hydra's end callback ran.
 _held: set[Path] = set()
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs on this host."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -24,11 +31,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def acquire(sweep_dir: str | os.PathLike) -> Path:
+def acquire(directory: str | os.PathLike, kind: str = "sweep") -> Path:
     """Create the lock file atomically; take over a lock whose process is gone."""
-    sweep_dir = Path(sweep_dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    lock = sweep_dir / LOCK_NAME
+    name, setting, activity = KINDS[kind]
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    lock = directory / name
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
     for _ in range(2):
         try:
@@ -39,29 +47,33 @@ def acquire(sweep_dir: str | os.PathLike) -> Path:
             except (OSError, json.JSONDecodeError):
                 holder = {}
             pid, host = holder.get("pid"), holder.get("host")
-            if pid and host == socket.gethostname() and not _alive(int(pid)):
-                lock.unlink(missing_ok=True)          # stale: left by a killed sweep
+            if pid and host == socket.gethostname() and not process_alive(int(pid)):
+                lock.unlink(missing_ok=True)          # stale: left by a killed process
                 continue
-            raise NetkilnError(f"another sweep (pid {pid} on {host}) is running in this directory; wait for it "
-                               f"or choose another hydra.sweep.dir. If it is gone, delete {lock}.",
-                               file=str(sweep_dir)) from None
+            raise NetkilnError(f"another netkiln process (pid {pid} on {host}) is using this directory: another "
+                               f"{activity} is running in it. Wait for it or choose another {setting}. If that "
+                               f"process is gone, delete {lock}.", file=str(directory)) from None
         with os.fdopen(fd, "w") as fh:
             fh.write(record)
         _held.add(lock)
         return lock
-    raise NetkilnError("could not take the sweep lock.", file=str(lock))
+    raise NetkilnError(f"could not take the {kind} lock.", file=str(lock))
 
 
-def release(sweep_dir: str | os.PathLike) -> None:
-    lock = Path(sweep_dir) / LOCK_NAME
+def release(directory: str | os.PathLike, kind: str = "sweep") -> None:
+    _unlock(Path(directory) / KINDS[kind][0])
+
+
+def release_all() -> None:
+    for lock in list(_held):
+        _unlock(lock)
+
+
+def _unlock(lock: Path) -> None:
+    """Remove the lock if this process holds it (never another process's)."""
     _held.discard(lock)
     try:
         if json.loads(lock.read_text()).get("pid") == os.getpid():
             lock.unlink()
     except (OSError, json.JSONDecodeError):
         pass
-
-
-def release_all() -> None:
-    for lock in list(_held):
-        release(lock.parent)

@@ -99,9 +99,8 @@ EXIT_TRIALS_FAILED = 3
 
 
 def run(command: str, argv: list[str]) -> int:
+    from netkiln.artifacts.lock import release_all
     from netkiln.sweep import callback
-
-    from netkiln.sweep.lock import release_all
 
     callback.last_leaderboard = None
     try:

@@ -14,11 +14,25 @@ last_leaderboard = None
 
 class LeaderboardCallback(Callback):
     def on_multirun_start(self, config, **kwargs: Any) -> None:
+        from netkiln.artifacts.lock import acquire, release
         from netkiln.errors import NetkilnError, UserErrorAbort
-        from netkiln.sweep.lock import acquire
+        from netkiln.sweep.leaderboard import trial_folders
 
+        sweep_dir = config.hydra.sweep.dir
         try:
-            acquire(config.hydra.sweep.dir)
+            acquire(sweep_dir, "sweep")
+            sweeper = config.hydra.sweeper
+            # A resumed Optuna study continues its own trials (optuna_search checks they are the study's).
+            resuming = str(sweeper.get("_target_", "")).startswith("hydra_plugins.netkiln_optuna_sweeper") \
+                and bool(sweeper.get("resume"))
+            trials = [] if resuming else trial_folders(sweep_dir)
+            if trials:
+                release(sweep_dir, "sweep")
+                shown = ", ".join(t.name for t in trials[:5]) + (", ..." if len(trials) > 5 else "")
+                raise NetkilnError(f"this folder holds the trials of an earlier sweep ({shown}); a new sweep here "
+                                   "would overwrite them and mix them into its leaderboard. Choose a new "
+                                   "hydra.sweep.dir (an Optuna sweep continues with hydra.sweeper.resume=true).",
+                                   key="hydra.sweep.dir", file=str(sweep_dir))
         except NetkilnError as err:
             raise UserErrorAbort(err) from None
 
@@ -26,9 +40,9 @@ class LeaderboardCallback(Callback):
         global last_leaderboard
         from netkiln.errors import NetkilnError
         from netkiln.sweep.leaderboard import print_leaderboard, write_leaderboard
-        from netkiln.sweep.lock import release
+        from netkiln.artifacts.lock import release
 
-        release(config.hydra.sweep.dir)
+        release(config.hydra.sweep.dir, "sweep")
 
         try:
             last_leaderboard = write_leaderboard(config.hydra.sweep.dir)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from netkiln.artifacts.files import write_json_atomic
 from netkiln.errors import NetkilnError
 from netkiln.sweep.optuna_study import SAMPLERS, make_pruner, make_storage, storage_url
 
@@ -118,11 +119,15 @@ def _open_study(settings, sweep_dir: Path, direction: str, sampler):
 
     url = storage_url(settings, sweep_dir)
     name = settings.get("study_name", "netkiln")
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        _refuse_foreign_trials(sweep_dir, 0, name)       # no study yet; checked before the database is created
     storage = make_storage(url)
     exists = name in optuna.study.get_all_study_names(storage)
     if exists and not settings.get("resume"):
         raise NetkilnError(f"study '{name}' already exists in {url}; pass hydra.sweeper.resume=true to continue "
                            "it, or choose another hydra.sweep.dir.", key="hydra.sweeper.resume")
+    known = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)) if exists else 0
+    _refuse_foreign_trials(sweep_dir, known, name)
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
                                 pruner=make_pruner(settings), load_if_exists=True)
     if study.direction.name.lower() != direction:
@@ -131,36 +136,74 @@ def _open_study(settings, sweep_dir: Path, direction: str, sampler):
     return study
 
 
+def _refuse_foreign_trials(sweep_dir: Path, known: int, name: str) -> None:
+    """Trial N runs in <sweep dir>/N: folders beyond the study's trials belong to another sweep, and new
+    trials would overwrite them."""
+    from netkiln.sweep.leaderboard import trial_folders
+
+    foreign = [t.name for t in trial_folders(sweep_dir) if t.name.isdigit() and int(t.name) >= known]
+    if foreign:
+        raise NetkilnError(f"this folder holds trials that are not in study '{name}' ({', '.join(foreign[:5])}), "
+                           "left by another sweep; a resumed study would overwrite them. Choose a new "
+                           "hydra.sweep.dir.", key="hydra.sweep.dir", file=str(sweep_dir))
+
+
 def _counted(trial) -> bool:
     return trial.state.is_finished() and not trial.user_attrs.get("interrupted")
 
 
-def _mark_interrupted(study) -> None:
-    """Trials left RUNNING by a killed sweep will never report: fail them, and don't count them."""
+def _settle_unfinished(study, sweep_dir: Path) -> None:
+    """Trials a killed sweep left RUNNING: one that wrote its metrics.json before the kill gets that result (so
+    the study counts what the leaderboard shows); the others never will report: fail them, and don't count them."""
     from optuna.trial import TrialState
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+        recorded = recorded_outcome(sweep_dir / str(trial.number))
+        if recorded is not None:
+            state, value = recorded
+            study.tell(trial.number, value, state=None if value is not None else state, skip_if_finished=True)
+            log.info("trial %d finished before the sweep stopped; its result is now in the study", trial.number)
+            continue
         study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         log.warning("trial %d was interrupted; marked failed, not counted", trial.number)
 
 
+def recorded_outcome(trial_dir: Path):
+    """(state, value) from a trial's metrics.json, the record the leaderboard reads too; None without one."""
+    from optuna.trial import TrialState
+
+    try:
+        metrics = json.loads((trial_dir / "metrics.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return TrialState.FAIL, None
+    status = metrics.get("status", "ok") if isinstance(metrics, dict) else "failed"
+    if status == "pruned":
+        return TrialState.PRUNED, None
+    value = metrics.get("monitored") if status == "ok" else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return TrialState.FAIL, None
+    return TrialState.COMPLETE, float(value)
+
+
 def _outcome(result):
-    """(state, value) of one finished job, from its metrics.json (the trial's own record)."""
+    """(state, value) of one finished job, from its metrics.json (the trial's own record): a job that wrote
+    its result and then died still counts with it, and one that died without a result is recorded as failed
+    on disk before the study is told."""
     from hydra.core.utils import JobStatus
     from optuna.trial import TrialState
 
-    if result.status != JobStatus.COMPLETED:
-        return TrialState.FAIL, None
-    metrics_path = Path(result.hydra_cfg.hydra.runtime.output_dir) / "metrics.json"
-    status = "failed"
-    if metrics_path.is_file():
-        status = json.loads(metrics_path.read_text()).get("status", "ok")
-    value = result.return_value
-    if status == "pruned":
-        return TrialState.PRUNED, None
-    if status != "ok" or value is None or not math.isfinite(float(value)):
-        return TrialState.FAIL, None
-    return TrialState.COMPLETE, float(value)
+    trial_dir = Path(result.hydra_cfg.hydra.runtime.output_dir)
+    recorded = recorded_outcome(trial_dir)
+    if recorded is not None:
+        return recorded
+    why = f"{type(result.return_value).__name__}: {result.return_value}" \
+        if result.status == JobStatus.FAILED else "no metrics.json"
+    if trial_dir.is_dir():
+        write_json_atomic(trial_dir / "metrics.json",
+                          {"status": "failed", "error": f"the trial ended without a result ({why})"})
+    return TrialState.FAIL, None
 
 
 def _format(value) -> str:
@@ -173,7 +216,6 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
     settings = OmegaConf.to_container(OmegaConf.create(dict(settings)), resolve=True)
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")
 
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     params = [f"{key}={value}" for key, value in (settings.get("params") or {}).items()]
@@ -188,7 +230,8 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
 
     direction = _direction(settings.get("direction", "auto"), config)
     study = _open_study(settings, sweep_dir, direction, _sampler(settings, space))
-    _mark_interrupted(study)
+    OmegaConf.save(config, sweep_dir / "multirun.yaml")       # after the checks: a refused sweep writes nothing
+    _settle_unfinished(study, sweep_dir)
     done = sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
     if done:
         log.info("resuming study '%s': %d of %d trials already finished", study.study_name, done, n_trials)

@@ -118,6 +118,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     kwargs = trainer_kwargs(cfg.trainer)
     pl.seed_everything(seed, workers=True, verbose=False)
 
+    from netkiln.data.fingerprint import pin_data_files
+    data_files = pin_data_files(cfg.data)     # absolute paths and fingerprints of the files about to be read
     dataset, network = build_data_and_model(cfg)
     from netkiln.auto_model import record_picked_model
     record_picked_model(cfg, run_dir)       # model=auto: .hydra/config.yaml shows the layers used
@@ -226,7 +228,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     if trainer.global_rank != 0:    # `ddp`: the other ranks re-ran this command; rank 0 writes the run directory
         return metrics
     from netkiln.artifacts.bundle import save_bundle
-    save_bundle(run_dir, cfg, dataset, network, metrics)     # model/: what evaluate, predict and export load
+    save_bundle(run_dir, cfg, dataset, network, metrics, data_files=data_files)  # model/: what evaluate etc. load
     # Last: a run with metrics.json is finished (a kill before this leaves checkpoints, and resume=true ends it).
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
