@@ -107,6 +107,8 @@ def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
     the folder replaces `path` whole (renamed into place), so `path` holds the old set of files or the new one,
     never a mix; on an error it is removed and `path` stays as it was."""
     path = Path(path)
+    if path.is_symlink():
+        path = path.resolve()           # a link to the folder: replace the folder it names, keep the link
     _tidy_stages(path)
     stage = path.parent / f".{path.name}.tmp-{os.getpid()}"
     old = path.parent / f".{path.name}.old-{os.getpid()}"
