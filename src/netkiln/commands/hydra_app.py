@@ -85,7 +85,8 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
     user_full_error = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Let exceptions reach us instead of Hydra's own printer, which exits 1 with a partial traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
-    sys.argv = [f"netkiln {command}", *argv, *_user_conf_override(argv)]
+    from netkiln.commands.help import help_overrides
+    sys.argv = [f"netkiln {command}", *argv, *_user_conf_override(argv), *help_overrides(command, argv)]
     failed: list[BaseException] = []
     app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=command)(_keep_error(task, failed))
     try:
