@@ -1,12 +1,18 @@
 """What users expect: netkiln.load() in Python, `--help` per command, the shipped recipes, the summary's labels."""
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 import yaml
 
+import netkiln
 from netkiln.cli import main
+from netkiln.errors import NetkilnError
 
 
 # ------------------------------------------------------------------------------------------------ summary
@@ -74,3 +80,89 @@ def test_train_help_imports_no_torch(tmp_path):
             "    pass\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pytorch_lightning')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# ------------------------------------------------------------------------------------------------ netkiln.load
+TRAIN = ["model=mlp", "trainer=debug", "trainer.enable_progress_bar=false", "batch_size=32"]
+
+
+def people(n: int = 240, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({"age": rng.integers(18, 80, n), "income": rng.normal(50, 10, n).round(2),
+                          "city": rng.choice(["paris", "lyon", "nice"], n)})
+    score = (frame.age - 50) / 10 + (frame.income - 50) / 10 + (frame.city == "paris") * 1.0
+    frame["label"] = np.where(score > 0.5, "yes", "no")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("user_api")
+    people().to_csv(folder / "people.csv", index=False)
+    assert main(["train", "data=csv", f"data.path={folder / 'people.csv'}", "data.target=label", *TRAIN,
+                 f"hydra.run.dir={folder / 'run'}"]) == 0
+    return folder / "run", folder / "people.csv"
+
+
+@pytest.fixture(scope="module")
+def array_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("user_api") / "arrays"
+    assert main(["train", "data=synthetic", "data.n_samples=300", "data.n_features=6", "data.standardize=true",
+                 *TRAIN, f"hydra.run.dir={run}"]) == 0
+    return run
+
+
+def test_import_netkiln_stays_light():
+    code = "import sys, netkiln\nprint(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pandas')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_load_predicts_a_frame_as_the_cli_does(csv_run, tmp_path):
+    run, data = csv_run
+    assert main(["predict", f"run={run}", f"input={data}", f"output={tmp_path / 'p.csv'}"]) == 0
+    cli = pd.read_csv(tmp_path / "p.csv")
+    model = netkiln.load(run)
+    frame = pd.read_csv(data)                       # the target column is ignored, as by the CLI
+    assert model.classes_ == ["no", "yes"] and model.task.kind == "binary"
+    assert model.predict(frame).tolist() == cli["prediction"].tolist()
+    np.testing.assert_allclose(model.predict_proba(frame), cli[["prob_no", "prob_yes"]].to_numpy(), atol=1e-6)
+    pd.testing.assert_frame_equal(model.predict_frame(frame), cli, check_dtype=False, atol=1e-6)
+    assert netkiln.load(run / "model").predict(frame.head(3)).tolist() == cli["prediction"].head(3).tolist()
+
+
+def test_load_refuses_a_frame_missing_a_column(csv_run):
+    run, data = csv_run
+    with pytest.raises(NetkilnError, match="lacks the column 'age'"):
+        netkiln.load(run).predict(pd.read_csv(data).drop(columns=["age"]))
+
+
+def test_load_predicts_arrays_and_tensors_raw_or_prepared(array_run, tmp_path):
+    from netkiln.data import load_dataset
+
+    model = netkiln.load(array_run)
+    raw = load_dataset({**model.bundle.data_config, "standardize": False}, seed=model.bundle.seed).x_test.numpy()
+    np.save(tmp_path / "x.npy", raw)
+    assert main(["predict", f"run={array_run}", f"input={tmp_path / 'x.npy'}", f"output={tmp_path / 'p.csv'}"]) == 0
+    cli = pd.read_csv(tmp_path / "p.csv")
+    labels = model.predict(raw)
+    assert [str(v) for v in labels] == [str(v) for v in cli["prediction"]]
+    assert [str(v) for v in model.predict(torch.from_numpy(raw))] == [str(v) for v in labels]
+    probs = model.predict_proba(raw)
+    np.testing.assert_allclose(probs, cli[[f"prob_{c}" for c in model.classes_]].to_numpy(), atol=1e-6)
+    # Rows already prepared (standardised) give the same answer through the network alone.
+    with torch.no_grad():
+        logits = model.network(model.prepare(raw))
+    np.testing.assert_allclose(torch.softmax(logits, dim=1).numpy(), probs, atol=1e-6)
+
+
+def test_prepare_features_takes_preprocessing_json_as_written(csv_run):
+    from netkiln.data import prepare_features
+
+    run, data = csv_run
+    saved = json.loads((run / "model" / "preprocessing.json").read_text())
+    frame = pd.read_csv(data).drop(columns=["label"])
+    whole = prepare_features(frame, saved)                  # the file as json.load reads it
+    steps = prepare_features(frame, saved["preparation"])  # the fitted steps alone (Dataset.preprocessing)
+    assert whole.shape == (len(frame), 5) and torch.equal(whole, steps)
+    assert torch.equal(whole, netkiln.load(run).prepare(frame))

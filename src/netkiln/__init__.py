@@ -5,3 +5,17 @@ __version__ = "0.1.0"
 # The command line this process was started with (set by netkiln.cli.main; None when main() was given an argv):
 # Lightning's `ddp` strategy re-runs it for each further rank.
 LAUNCH_ARGV = None
+
+
+def load(run, *, allow_targets: bool = False):
+    """A trained model from a run directory or its `model/` bundle, to predict and evaluate in Python:
+
+        model = netkiln.load("outputs/2026-11-26/13-05-12")
+        model.predict(frame)          # labels or values, as `netkiln predict` writes them
+        model.predict_proba(frame)    # classifiers: (N, classes), columns in model.classes_ order
+        model.evaluate()              # the run's test split; or evaluate(frame) / evaluate((x, y))
+
+    torch is imported here, not by `import netkiln`. See netkiln.saved_model.SavedModel.
+    """
+    from netkiln.saved_model import SavedModel
+    return SavedModel.load(run, allow_targets=allow_targets)

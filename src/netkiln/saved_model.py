@@ -1,0 +1,116 @@
+"""A trained run's model in Python: `netkiln.load(RUN)`, predicting and evaluating as the CLI does.
+
+    import netkiln
+    model = netkiln.load("outputs/2026-11-26/13-05-12")     # a run directory, or its model/ bundle
+    model.predict(frame)            # labels (or values): `netkiln predict`'s `prediction` column
+    model.predict_proba(frame)      # classifiers: one column a class, in model.classes_ order
+    model.evaluate(frame)           # the metrics `netkiln evaluate` writes into evaluation.json
+
+Input is what `netkiln predict` reads, already in memory: a pandas DataFrame with the training columns, or a numpy
+array / torch tensor of rows (raw, or already prepared in the model's input shape). Every step is the CLI's own
+code (artifacts.predictions and artifacts.evaluation), so both give the same numbers.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netkiln.errors import NetkilnError
+
+
+class SavedModel:
+    """A loaded bundle: the network (CPU, eval mode), its task and its saved preparation."""
+
+    def __init__(self, bundle):
+        self.bundle = bundle
+
+    @classmethod
+    def load(cls, run: Any, *, allow_targets: bool = False) -> "SavedModel":
+        from netkiln.artifacts.bundle import load_bundle
+        return cls(load_bundle(run, allow_targets=allow_targets))
+
+    def __repr__(self) -> str:
+        task = self.task
+        what = f"{task.kind}, {len(self.classes_)} classes" if task.is_classification else task.kind
+        return f"<netkiln.SavedModel {self.bundle.path} ({what}, input {self.input_shape})>"
+
+    # ------------------------------------------------------------------------------------------------ facts
+    @property
+    def task(self):
+        return self.bundle.task
+
+    @property
+    def network(self):
+        """The compiled torch module (eval mode, CPU): it takes prepared input and returns logits or values."""
+        return self.bundle.network
+
+    @property
+    def input_shape(self) -> tuple:
+        return self.bundle.input_shape
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        return self.bundle.feature_names
+
+    @property
+    def classes_(self) -> list:
+        """The class labels as predict returns them (scikit-learn's name); [] for regression."""
+        from netkiln.artifacts.predictions import class_labels
+        return class_labels(self.bundle) if self.task.is_classification else []
+
+    # ------------------------------------------------------------------------------------------------ predict
+    def prepare(self, data: Any, *, allow_extra: bool = False):
+        """Raw rows → the float32 tensor the network takes, with the saved preparation (as `netkiln predict`)."""
+        import pandas as pd
+
+        from netkiln.artifacts.inputs import Chunk, InputFile
+        from netkiln.artifacts.predictions import prepare_chunk
+
+        if isinstance(data, dict):
+            data = pd.DataFrame(data)
+        if isinstance(data, pd.DataFrame):
+            source = InputFile(Path("<DataFrame>"), "csv", key="data")
+        else:
+            data = _as_array(data)
+            source = InputFile(Path("<array>"), "npy", key="data")
+        return prepare_chunk(self.bundle, Chunk(0, data), source, allow_extra=allow_extra)
+
+    def predict_frame(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096):
+        """The table `netkiln predict` writes: `prediction` and, for classifiers, one `prob_<class>` column a
+        class (multi-target regression: `prediction_<target>`), one row per input row."""
+        import pandas as pd
+
+        from netkiln.artifacts.predictions import forward, output_frame
+
+        x = self.prepare(data, allow_extra=allow_extra)
+        frame = output_frame(self.bundle, forward(self.network, x, batch_size))
+        if isinstance(data, pd.DataFrame):
+            frame.index = data.index            # rows line up with the input's
+        return frame
+
+    def predict(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096) -> np.ndarray:
+        """Labels as they appeared in the training data (classification) or values (regression): shape (N,), or
+        (N, targets) for multi-target regression."""
+        frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size)
+        if "prediction" in frame:
+            return frame["prediction"].to_numpy()
+        return frame[[c for c in frame.columns if c.startswith("prediction_")]].to_numpy()
+
+    def predict_proba(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096) -> np.ndarray:
+        """Class probabilities (N, classes), columns in `classes_` order."""
+        if not self.task.is_classification:
+            raise NetkilnError("this model does regression: it has no class probabilities; use predict()")
+        frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size)
+        return frame[[f"prob_{label}" for label in self.classes_]].to_numpy(dtype=np.float32)
+
+
+def _as_array(data: Any) -> np.ndarray:
+    if hasattr(data, "detach"):                  # a torch tensor, on any device
+        return data.detach().cpu().numpy()
+    try:
+        return np.asarray(data)
+    except (TypeError, ValueError) as err:
+        raise NetkilnError(f"expected a pandas DataFrame, a numpy array or a torch tensor of rows, got "
+                           f"{type(data).__name__} ({err})", key="data") from None
