@@ -32,11 +32,12 @@ def _distribution(override):
             return d.IntDistribution(int(sweep.start), int(sweep.end), log=log_scale)
         return d.FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale)
     if override.is_range_sweep():
-        values = [sweep.start, sweep.stop, sweep.step]
-        if all(float(v).is_integer() for v in values):
-            return d.IntDistribution(int(sweep.start), int(sweep.stop) - int(sweep.step), step=int(sweep.step),
-                                     log=log_scale)
-        return d.FloatDistribution(float(sweep.start), float(sweep.stop), step=float(sweep.step))
+        # Hydra's range(start, stop, step) is Python's: stop is left out, the last value is the last step below it.
+        steps = math.ceil(round((sweep.stop - sweep.start) / sweep.step, 9))
+        last = sweep.start + (steps - 1) * sweep.step
+        if all(float(v).is_integer() for v in (sweep.start, sweep.stop, sweep.step)):
+            return d.IntDistribution(int(sweep.start), int(last), step=int(sweep.step), log=log_scale)
+        return d.FloatDistribution(float(sweep.start), float(last), step=float(sweep.step))
     return d.CategoricalDistribution(list(override.sweep_string_iterator()))
 
 
