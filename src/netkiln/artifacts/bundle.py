@@ -75,8 +75,10 @@ class Bundle:
 
 
 # --------------------------------------------------------------------------------------------------- save
-def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple[dict, dict, dict]:
-    """(config, preprocessing, meta) for a trained network on `dataset` composed from the train config `cfg`."""
+def bundle_contents(cfg, dataset, network, metrics: dict | None = None, loss: dict | None = None
+                    ) -> tuple[dict, dict, dict]:
+    """(config, preprocessing, meta) for a trained network on `dataset` composed from the train config `cfg`;
+    `loss`: the loss config as the run used it (class weights resolved), instead of cfg.loss."""
     import sys
 
     import torch
@@ -88,7 +90,7 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None) -> tuple
     config = {
         "model": to_container(cfg.model),
         "data": to_container(cfg.data),
-        "loss": to_container(cfg.get("loss")),
+        "loss": loss if loss is not None else to_container(cfg.get("loss")),
         "seed": int(cfg.seed),
         "task": task,
         "input_shape": list(dataset.input_shape),
@@ -180,10 +182,10 @@ def read_weights(bundle: "Bundle", key: str = "run") -> dict:
 
 
 def save_bundle(run_dir: str | os.PathLike, cfg, dataset, network, metrics: dict | None = None, *,
-                data_files: dict | None = None) -> Path:
+                data_files: dict | None = None, loss: dict | None = None) -> Path:
     """Write `run_dir/model/` for a trained network; `data_files` (data.fingerprint.pin_data_files) go into
     config.yaml, for evaluate to find the same files and notice a change."""
-    config, preprocessing, meta = bundle_contents(cfg, dataset, network, metrics)
+    config, preprocessing, meta = bundle_contents(cfg, dataset, network, metrics, loss)
     if data_files:
         config["data_files"] = data_files
     return write_bundle(Path(run_dir) / BUNDLE_DIR, network, config, preprocessing, meta)

@@ -101,6 +101,7 @@ def other_data(bundle: Bundle, data_cfg, split: str):
 def _other_table(bundle: Bundle, node: dict, split: str):
     """A labelled table for a model trained on a table: features and target columns as saved in the bundle."""
     from netkiln.data import prepare_features, read_table
+    from netkiln.data import unknown_categories as unknown
 
     if split not in ("auto", "all"):
         raise NetkilnError("on another table every row is evaluated; leave split at auto (or all).", key="split")
@@ -114,10 +115,13 @@ def _other_table(bundle: Bundle, node: dict, split: str):
         raise NetkilnError(f"the table has no target column {missing[0]!r}; evaluation needs the true values",
                            key="data.path", file=str(node.get("path")))
     frame = frame[frame[columns].notna().all(axis=1)].reset_index(drop=True)
+    unseen: list = []               # categories the training rows did not have
     try:
-        x = prepare_features(frame.drop(columns=columns), prep, allow_extra=True)
+        x = prepare_features(frame.drop(columns=columns), prep, allow_extra=True, unseen=unseen)
     except NetkilnError as err:
         raise NetkilnError(err.message, key="data.path", file=str(node.get("path")), column=err.column) from None
+    unknown.apply_policy(unseen, unknown.policy_of(prep, node.get("unknown_categories")), total=len(frame),
+                         where=str(node.get("path")), key="data.unknown_categories", file=str(node.get("path")))
     task = bundle.task
     if task.is_classification:
         values = target.get("class_values") or list(task.class_names)
@@ -161,6 +165,7 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
                     plots: bool = True, batch_size: int = 1024) -> dict:
     """Metrics, per-class table and plots of the bundle's model; writes `<out>/evaluation.json`."""
     from netkiln.artifacts.predictions import forward
+    from netkiln.data.target_scale import TargetScale
     from netkiln.training.evaluate import evaluate_split
     from netkiln.training.losses import make_loss
 
@@ -177,8 +182,12 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
         data_name, split, x, y = other_data(bundle, data_cfg, split)
     task, network = bundle.task, bundle.network
     loss_name, loss_fn = make_loss(bundle.config.get("loss") or {"name": "auto"}, task)
-    metrics = evaluate_split(network, task, loss_fn, x, y, batch_size=batch_size)
+    # Regression: the loss on the scaled target, as in training; metrics and residuals in the target's units.
+    target_scale = TargetScale.of(bundle.preparation)
+    metrics = evaluate_split(network, task, loss_fn, x, y, batch_size=batch_size, target_scale=target_scale)
     outputs = forward(network, x, batch_size)
+    if target_scale is not None:
+        outputs = target_scale.unscale(outputs)
     report: dict[str, Any] = {"run": str(bundle.run_dir), "data": data_name, "split": split, "rows": int(len(x)),
                               "task": task.to_dict(), "loss": loss_name, "metrics": metrics, "files": {}}
     claimed = out is None

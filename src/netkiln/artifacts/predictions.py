@@ -83,8 +83,10 @@ def _check_finite(x: np.ndarray, file: InputFile, start: int) -> None:
                            "value", key=file.key, file=str(file.path))
 
 
-def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra: bool = False) -> torch.Tensor:
-    """One chunk of raw input → the float32 tensor the network takes, via the saved preparation."""
+def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra: bool = False,
+                  unseen: list | None = None) -> torch.Tensor:
+    """One chunk of raw input → the float32 tensor the network takes, via the saved preparation; a table's
+    categories that the training rows did not have are appended to `unseen` (the caller applies the policy)."""
     prep = bundle.preparation
     kind = prep.get("kind")
     prepare = _prepare_features()
@@ -93,7 +95,7 @@ def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra:
         if prepare is None:  # pragma: no cover
             raise NetkilnError("this netkiln cannot prepare tables for this model", key=file.key)
         try:
-            return prepare(data, prep, allow_extra=allow_extra)
+            return prepare(data, prep, allow_extra=allow_extra, unseen=unseen)
         except NetkilnError as err:
             raise _relocate(err, file, chunk.start) from None
     if kind == "table":
@@ -116,7 +118,7 @@ def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra:
         except NetkilnError as err:
             raise _relocate(err, file, chunk.start) from None
     _check_finite(x, file, chunk.start)
-    unknown = sorted(set(prep) - {"standardize", "kind", "format"})
+    unknown = sorted(set(prep) - {"standardize", "kind", "format", "target_scale"})
     if unknown:
         raise NetkilnError(f"the bundle's preparation has steps this netkiln cannot apply ({', '.join(unknown)})",
                            key="run", file=str(bundle.path / "preprocessing.json"))
@@ -178,6 +180,10 @@ def output_frame(bundle: Bundle, outputs: torch.Tensor, index=None):
         for i, label in enumerate(labels):
             columns[f"prob_{label}"] = probs[:, i]
         return pd.DataFrame(columns, index=index)
+    from netkiln.data.target_scale import TargetScale
+    target_scale = TargetScale.of(bundle.preparation)      # the network predicts the scaled target
+    if target_scale is not None:
+        outputs = target_scale.unscale(outputs.reshape(len(outputs), -1))
     values = outputs.reshape(len(outputs), -1).numpy()
     if values.shape[1] == 1:
         return pd.DataFrame({"prediction": values[:, 0]}, index=index)
@@ -258,11 +264,23 @@ def _progress(enabled: Any, total: int | None, chunk_rows: int):
 
 def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: int = 10000,
                  allow_extra: bool = False, keep_columns: list[str] | None = None, progress: Any = "auto",
-                 batch_size: int = 4096) -> dict:
-    """Predict every row of `file` into `output` (CSV/TSV/Parquet), chunk by chunk. Returns a small report."""
+                 batch_size: int = 4096, unknown_categories: str | None = None, flag_unknown: bool = False) -> dict:
+    """Predict every row of `file` into `output` (CSV/TSV/Parquet), chunk by chunk. Returns a small report.
+
+    A table's categories that the training rows did not have: `unknown_categories` (default: the policy the model
+    was trained with, else warn) warns once at the end, refuses, or ignores them; `flag_unknown` adds the column
+    `unknown_categories` naming, for each row, the columns holding such a value ('' for none).
+    """
     import pandas as pd
 
     from netkiln.artifacts.files import write_atomic
+    from netkiln.data import unknown_categories as unknown
+
+    table_model = bundle.preparation.get("kind") == "table"
+    policy = unknown.policy_of(bundle.preparation, unknown_categories, key="unknown_categories")
+    if flag_unknown and not table_model:
+        raise NetkilnError("flag_unknown marks categories a table's training rows did not have; this model was not "
+                           "trained on a table", key="flag_unknown")
 
     fmt = output_format(output)
     out = Path(str(output)).expanduser()
@@ -282,6 +300,7 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
             total = None
         bar = _progress(progress, total, chunk_rows)
     stats = {"rows": 0, "chunks": 0}
+    unseen_all: list = []           # (chunk start, Unseen) of every chunk, for one warning at the end
 
     def write(tmp: str) -> None:
         writer = _TableWriter(tmp, fmt)
@@ -297,8 +316,15 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
                 if keep:   # pass-through columns that are not features must not count as extra columns
                     features = raw_feature_columns(bundle)
                     chunk_for_model = Chunk(chunk.start, chunk.data.drop(columns=[c for c in keep if c not in features]))
-                x = prepare_chunk(bundle, chunk_for_model, file, allow_extra=allow_extra)
+                unseen: list | None = [] if table_model and file.is_table else None
+                x = prepare_chunk(bundle, chunk_for_model, file, allow_extra=allow_extra, unseen=unseen)
+                if unseen and policy == "error":
+                    raise unknown.refuse(unseen[0], key=file.key, file=str(file.path), setting="unknown_categories",
+                                         row_label=f"data row {chunk.start + int(unseen[0].positions[0])}: ")
+                unseen_all.extend((chunk.start, u) for u in unseen or [])
                 frame = output_frame(bundle, forward(bundle.network, x, batch_size))
+                if flag_unknown:
+                    frame["unknown_categories"] = unknown.row_flags(unseen or [], len(frame))
                 if keep:
                     kept = chunk.data[keep].reset_index(drop=True)
                     frame = frame.rename(columns={c: f"{c}_predicted" for c in frame.columns if c in keep})
@@ -310,6 +336,10 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
                     bar.update(task_id, advance=len(frame))
             if stats["rows"] == 0:
                 raise NetkilnError("the input has no data rows", key=file.key, file=str(file.path))
+            if unseen_all and policy == "warn":
+                found = [u for _, u in unseen_all]
+                unknown.warn(found, unknown.row_count(found, [start for start, _ in unseen_all]), stats["rows"],
+                             str(file.path), setting="unknown_categories")
         finally:
             writer.close()
 

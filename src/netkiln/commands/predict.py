@@ -30,7 +30,8 @@ def _task(cfg) -> None:
     if isinstance(keep, str):
         keep = [keep]
     stats = predict_file(bundle, file, cfg.output, chunk_rows=chunk_rows, allow_extra=bool(cfg.allow_extra),
-                         keep_columns=[str(k) for k in (keep or [])], progress=cfg.progress)
+                         keep_columns=[str(k) for k in (keep or [])], progress=cfg.progress,
+                         unknown_categories=cfg.get("unknown_categories"), flag_unknown=bool(cfg.get("flag_unknown")))
     log.info("predicted %d rows of %s into %s", stats["rows"], file.path, stats["output"])
 
 

@@ -14,11 +14,12 @@ import torch
 
 from netkiln.errors import NetkilnError, did_you_mean
 
-from .config import COMMON_KEYS, check_keys, get_bool, parse_split, to_plain
+from .config import COMMON_KEYS, check_keys, get_bool, get_choice, parse_split, to_plain
 from .dataset import LAYOUTS, Dataset
 from .preprocess import apply_standardize, fit_standardize
 from .sources import SOURCES, RawSource, SourceSpec, register_source
 from .split import make_split
+from .target_scale import TARGET_SCALES, fit_target_scale
 from .tables import read_table
 from . import arrays as _arrays, images as _images, tabular as _tabular  # noqa: F401 - register csv, npz, images
 from .prepare import prepare_features
@@ -56,6 +57,7 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
                            f"Known datasets: {', '.join(known_datasets())}.", key="data.name")
     check_keys(node, COMMON_KEYS + spec.extra_keys, "data")
     standardize = get_bool(node, "standardize", spec.standardize, "data")
+    target_scale = get_choice(node, "target_scale", "standard", TARGET_SCALES, "data")
 
     raw = spec.load(node, "data")
     has_own_test = raw.y_test is not None
@@ -92,6 +94,9 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         stats = fit_standardize(x_tr, raw.layout)
         preprocessing["standardize"] = stats
         x_tr, x_va, x_te = (apply_standardize(a, stats) for a in (x_tr, x_va, x_te))
+    if not raw.task.is_classification and target_scale != "none":
+        # The dataset keeps the target in its own units; the loss sees it scaled (netkiln.data.target_scale).
+        preprocessing["target_scale"] = fit_target_scale(y_tr, target_scale)
 
     info = dict(raw.info)
     if raw.fixed_split is not None:

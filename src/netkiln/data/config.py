@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping
 from netkiln.errors import NetkilnError, did_you_mean
 
 SPLIT_KEYS = ("val", "test", "stratify", "seed")
-COMMON_KEYS = ("name", "split", "standardize")
+COMMON_KEYS = ("name", "split", "standardize", "target_scale")
 
 
 def to_plain(cfg: Any, seed: int | None = None, path: str = "data") -> dict:

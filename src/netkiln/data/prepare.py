@@ -8,27 +8,28 @@ import numpy as np
 from netkiln.errors import NetkilnError, did_you_mean
 
 
-def prepare_features(data: Any, preprocessing: dict, *, allow_extra: bool = False):
+def prepare_features(data: Any, preprocessing: dict, *, allow_extra: bool = False,
+                     unknown_categories: str | None = None, unseen: list | None = None):
     """Apply the preparation fitted at training time to new raw input → float32 tensor shaped like training x.
 
     - tables (``preprocessing["kind"] == "table"``): a pandas DataFrame (or a dict of columns / list of row
       dicts) with the original column names; missing columns are an error naming them, target columns are
-      ignored, other extra columns are an error unless ``allow_extra=True``.
+      ignored, other extra columns are an error unless ``allow_extra=True``. A category the training rows did
+      not have is warned about, refused or ignored as ``unknown_categories`` says (default: the policy the model
+      was trained with, else warn); a caller that passes a list as ``unseen`` gets them appended there instead
+      (`netkiln.data.unknown_categories.Unseen`) and decides itself.
     - arrays (npz and the built-in sources): an array shaped like the source's ``x`` rows, ``(N, *raw_shape)``,
       or already in the model's layout ``(N, *input_shape)``.
     - images: a list of image file paths or PIL images (loaded, resized and scaled as in training), or an array
       ``(N, C, H, W)`` already scaled to [0, 1].
-
-    ``preprocessing`` is ``Dataset.preprocessing``, or a bundle's ``preprocessing.json`` as ``json.load`` reads it.
     """
     import torch
 
     if not isinstance(preprocessing, dict):
         raise TypeError("preprocessing must be the dict saved with the dataset")
-    preprocessing = fitted_steps(preprocessing)
     kind = preprocessing.get("kind", "arrays")
     if kind == "table":
-        x = _prepare_table(data, preprocessing, allow_extra)
+        x = _prepare_table(data, preprocessing, allow_extra, unknown_categories, unseen)
     elif kind == "images":
         from .images import prepare_images
         x = prepare_images(data, preprocessing)
@@ -40,19 +41,10 @@ def prepare_features(data: Any, preprocessing: dict, *, allow_extra: bool = Fals
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
-def fitted_steps(preprocessing: dict) -> dict:
-    """The fitted steps: a bundle's preprocessing.json keeps them under "preparation", beside the input schema
-    (whose input_shape lets array input be checked against the model's)."""
-    steps = preprocessing.get("preparation")
-    if not isinstance(steps, dict):
-        return preprocessing            # already Dataset.preprocessing
-    shape = preprocessing.get("input_shape")
-    return {"input_shape": shape, **steps} if shape is not None else steps
-
-
-def _prepare_table(data: Any, prep: dict, allow_extra: bool) -> np.ndarray:
+def _prepare_table(data: Any, prep: dict, allow_extra: bool, policy: str | None, unseen: list | None) -> np.ndarray:
     import pandas as pd
 
+    from . import unknown_categories as unknown
     from .tabular import apply_columns, check_finite
 
     if isinstance(data, pd.DataFrame):
@@ -83,6 +75,10 @@ def _prepare_table(data: Any, prep: dict, allow_extra: bool) -> np.ndarray:
     if len(frame) == 0:
         return np.zeros((0, int(prep["input_shape"][0])), dtype=np.float32)
     frame = frame.reset_index(drop=True)
-    x = apply_columns(frame, specs, None, None)
+    found: list = [] if unseen is None else unseen
+    x = apply_columns(frame, specs, None, None, found)
+    if unseen is None:
+        unknown.apply_policy(found, unknown.policy_of(prep, policy), total=len(frame), where="the input",
+                             key="data.unknown_categories")
     check_finite(x, frame, specs, None)
     return x

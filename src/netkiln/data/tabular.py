@@ -17,6 +17,7 @@ import numpy as np
 from netkiln.errors import NetkilnError, did_you_mean
 from netkiln.task import Task
 
+from . import unknown_categories as unknown
 from .config import get_choice, get_int
 from .row_filter import RowFilter, parse_filter
 from .sources import RawSource, SourceSpec, register_source
@@ -26,7 +27,7 @@ log = logging.getLogger(__name__)
 
 TABLE_KEYS = ("path", "format", "delimiter", "na_values", "text_encoding", "target", "features", "drop", "filter",
               "task", "missing", "impute", "categorical", "numeric", "categorical_encoding", "encodings",
-              "max_categories", "scale", "split_column", "test_path")
+              "max_categories", "scale", "split_column", "test_path", "unknown_categories")
 MISSING = ("mean", "median", "most_frequent", "drop", "none")
 SCALES = ("standard", "minmax", "none")
 ENCODINGS = ("onehot", "ordinal")
@@ -88,6 +89,7 @@ class TablePlan:
     split_column: str | None
     kinds: dict[str, str] = field(default_factory=dict)     # feature -> numeric | categorical
     row_filter: RowFilter | None = None                      # `filter`, parsed
+    unknown_categories: str = "warn"                         # categories the training rows lack: warn|error|ignore
 
     def strategy(self, col: str) -> str:
         s = self.impute.get(col, self.missing)
@@ -147,7 +149,8 @@ def _plan(node: dict, path: str, columns: list[str], tf: TableFile) -> TablePlan
         encoding=get_choice(node, "categorical_encoding", "onehot", ENCODINGS, path), encodings=encodings,
         max_categories=get_int(node, "max_categories", 50, path, minimum=2),
         scale=get_choice(node, "scale", "standard", SCALES, path), filter=flt, split_column=split_column,
-        row_filter=row_filter)
+        row_filter=row_filter,
+        unknown_categories=get_choice(node, "unknown_categories", "warn", unknown.POLICIES, path))
 
 
 # ----------------------------------------------------------------------------------------------- values
@@ -405,8 +408,10 @@ def _codes(keys, spec: dict) -> np.ndarray:
     return codes
 
 
-def apply_columns(frame, specs: list[dict], tf: TableFile | None = None, key: str | None = None) -> np.ndarray:
-    """The fitted preparation applied to `frame` → float32 (N, F) in the order of `specs`' outputs."""
+def apply_columns(frame, specs: list[dict], tf: TableFile | None = None, key: str | None = None,
+                  unseen: list | None = None) -> np.ndarray:
+    """The fitted preparation applied to `frame` → float32 (N, F) in the order of `specs`' outputs; categories the
+    training rows did not have are appended to `unseen` (unknown_categories.Unseen) when it is given."""
     n = len(frame)
     blocks = []
     for spec in specs:
@@ -417,7 +422,11 @@ def apply_columns(frame, specs: list[dict], tf: TableFile | None = None, key: st
                 v = np.where(np.isnan(v), spec["impute"]["value"], v)
             blocks.append(_apply_scale(v, spec["scale"]).reshape(n, 1))
         else:
-            codes = _codes(_cat_keys(frame[col]), spec)
+            keys = _cat_keys(frame[col])
+            codes = _codes(keys, spec)
+            found = unknown.find(col, keys, codes, spec["categories"]) if unseen is not None else None
+            if found is not None:
+                unseen.append(found)
             if spec["encoding"] == "ordinal":
                 blocks.append(_apply_scale(codes, spec["scale"]).reshape(n, 1))
             else:
@@ -549,17 +558,24 @@ def load_table(node: dict, path: str) -> RawSource:
     def prepare(train_idx: np.ndarray):
         train = frame.iloc[train_idx]
         specs = fit_columns(train, plan, tf, path)
-        x = apply_columns(frame, specs, tf, None)
+        unseen: list = []          # categories of val/test rows that the training rows lack
+        x = apply_columns(frame, specs, tf, None, unseen)
+        unknown.apply_policy(unseen, plan.unknown_categories, total=len(frame), where=f"{tf.path.name} (val/test "
+                             "rows)", key=f"{path}.unknown_categories", tf=tf, index=frame.index)
         check_finite(x, frame, specs, tf, path)
         x_test = None
         if test_frame is not None:
-            x_test = apply_columns(test_frame, specs, test_tf, None)
+            unseen = []
+            x_test = apply_columns(test_frame, specs, test_tf, None, unseen)
+            unknown.apply_policy(unseen, plan.unknown_categories, total=len(test_frame), where=test_tf.path.name,
+                                 key=f"{path}.unknown_categories", tf=test_tf, index=test_frame.index)
             check_finite(x_test, test_frame, specs, test_tf, path)
         feature_names = [o for s in specs for o in s["outputs"]]
         prep = {
             "kind": "table", "format": PREPROCESSING_FORMAT, "layout": "flat", "input_shape": [len(feature_names)],
             "columns": specs, "feature_names": feature_names, "target": target_info, "task": task.to_dict(),
             "missing": plan.missing, "scale": plan.scale, "filter": plan.filter,
+            "unknown_categories": plan.unknown_categories,
         }
         return x, x_test, prep, feature_names
 

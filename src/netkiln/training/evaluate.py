@@ -9,8 +9,13 @@ from netkiln.training.metrics import make_metrics, metric_inputs
 
 @torch.no_grad()
 def evaluate_split(network: torch.nn.Module, task: Task, loss_fn, x: torch.Tensor, y: torch.Tensor,
-                   batch_size: int = 1024, device: torch.device | str = "cpu") -> dict[str, float]:
-    """Loss and every task metric over (x, y); empty dict for an empty split."""
+                   batch_size: int = 1024, device: torch.device | str = "cpu",
+                   target_scale=None) -> dict[str, float]:
+    """Loss and every task metric over (x, y); empty dict for an empty split.
+
+    y is in the target's own units. With a `target_scale` (netkiln.data.target_scale.TargetScale) the loss is the
+    training loss, on the scaled target, and the metrics compare predictions turned back into the target's units.
+    """
     if len(x) == 0:
         return {}
     was_training = network.training
@@ -21,7 +26,11 @@ def evaluate_split(network: torch.nn.Module, task: Task, loss_fn, x: torch.Tenso
         xb = x[start:start + batch_size].to(device)
         yb = y[start:start + batch_size].to(device)
         out = network(xb)
-        loss_sum += loss_fn(out, yb) * len(xb)
+        if target_scale is not None:
+            loss_sum += loss_fn(out, target_scale.scale(yb)) * len(xb)
+            out = target_scale.unscale(out)
+        else:
+            loss_sum += loss_fn(out, yb) * len(xb)
         metrics.update(*metric_inputs(task, out, yb))
     network.train(was_training)
     result = {"loss": float(loss_sum / len(x))}

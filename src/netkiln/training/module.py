@@ -34,7 +34,7 @@ class NetkilnModule(pl.LightningModule):
                  train_batches: TrainChunks, val_batches: EvalBatches | None, batch_size: int,
                  max_epochs: int, max_steps: int, mode: str, monitor: str,
                  gradient_clip_val: float | None = None, allow_targets: bool = False,
-                 fused_validation: bool = True, compile_args: dict | None = None):
+                 fused_validation: bool = True, compile_args: dict | None = None, target_scale=None):
         super().__init__()
         self.automatic_optimization = False
         self.network = network
@@ -51,6 +51,9 @@ class NetkilnModule(pl.LightningModule):
         self._interval = scheduler_interval(scheduler_cfg)
         self.fused_validation = fused_validation and val_batches is not None
         self.compile_args = compile_args
+        # Regression trained on a scaled target (train batches hold it scaled, validation batches in the target's
+        # units): the validation loss scales y as training did; the metrics see predictions in the target's units.
+        self.target_scale = target_scale
         self.validated_epoch: int | None = None      # the last epoch whose validation ran
         self._set_train_forward(network)
 
@@ -259,9 +262,10 @@ class NetkilnModule(pl.LightningModule):
     def validation_step(self, batch, batch_idx):
         x, y = batch
         out = self._train_forward(x)
-        self._val_loss_sum += self.loss_fn(out, y) * len(x)
+        scale = self.target_scale
+        self._val_loss_sum += self.loss_fn(out, y if scale is None else scale.scale(y)) * len(x)
         self._val_rows += len(x)
-        self.val_metrics.update(*metric_inputs(self.task, out, y))
+        self.val_metrics.update(*metric_inputs(self.task, out if scale is None else scale.unscale(out), y))
 
     def _val_metrics(self) -> dict[str, torch.Tensor]:
         if not self.trainer.sanity_checking:

@@ -101,7 +101,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.training.callbacks import progress_bar_callbacks
     from netkiln.training.checkpoints import AtomicCheckpointIO
     from netkiln.training.evaluate import evaluate_split
-    from netkiln.training.losses import make_loss
+    from netkiln.training.losses import make_loss, resolved_loss_config
     from netkiln.training.metrics import logged_metrics, resolve_monitor
     from netkiln.training.module import NetkilnModule
     from netkiln.training.trainer import make_callbacks, trainer_kwargs
@@ -124,7 +124,9 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.auto_model import record_picked_model
     record_picked_model(cfg, run_dir)       # model=auto: .hydra/config.yaml shows the layers used
     task = dataset.task
-    loss_name, loss_fn = make_loss(cfg.loss, task)
+    loss_name, loss_fn = make_loss(cfg.loss, task, train_targets=dataset.y_train)
+    from netkiln.data.target_scale import TargetScale
+    target_scale = TargetScale.of(dataset.preprocessing)       # regression: trained on the scaled target
     monitor, mode = resolve_monitor(cfg.monitor, cfg.mode, task)
     has_val = len(dataset.x_val) > 0 and kwargs.get("limit_val_batches", None) not in (0, 0.0)
     if monitor.startswith("val/") and not has_val:
@@ -156,12 +158,13 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
 
     module = NetkilnModule(
         network, task, loss_fn, optimizer_cfg=cfg.optimizer, scheduler_cfg=cfg.get("scheduler"),
-        train_batches=TrainChunks(dataset.x_train, dataset.y_train, batch_size, chunk, seed),
+        train_batches=TrainChunks(dataset.x_train, dataset.y_train if target_scale is None
+                                  else target_scale.scale(dataset.y_train), batch_size, chunk, seed),
         val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, batch_size)) if has_val else None,
         batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
         gradient_clip_val=clip, allow_targets=bool(cfg.get("allow_targets", False)),
-        fused_validation=_validates_once_per_epoch(kwargs), compile_args=compile_args)
+        fused_validation=_validates_once_per_epoch(kwargs), compile_args=compile_args, target_scale=target_scale)
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 
@@ -205,7 +208,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         module.load_state_dict(load_checkpoint_file(best_path)["state_dict"])
     network.cpu()
     evaluations = {split: evaluate_split(network, task, loss_fn, getattr(dataset, f"x_{split}"),
-                                         getattr(dataset, f"y_{split}"))
+                                         getattr(dataset, f"y_{split}"), target_scale=target_scale)
                    for split in ("val", "test")}
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     split, name = monitor.split("/", 1)
@@ -225,10 +228,17 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         "data": dataset.name,
         "task": task.to_dict(),
     }
+    # The run record says how the loss was computed: on the scaled target; with these class weights.
+    if target_scale is not None:
+        metrics["target_scale"] = target_scale.stats["method"]
+    loss_record = resolved_loss_config(cfg.loss, task, dataset.y_train)
+    if loss_record.get("class_weight"):
+        metrics["class_weight"] = loss_record["class_weight"]
     if trainer.global_rank != 0:    # `ddp`: the other ranks re-ran this command; rank 0 writes the run directory
         return metrics
     from netkiln.artifacts.bundle import save_bundle
-    save_bundle(run_dir, cfg, dataset, network, metrics, data_files=data_files)  # model/: what evaluate etc. load
+    # model/: what evaluate etc. load
+    save_bundle(run_dir, cfg, dataset, network, metrics, data_files=data_files, loss=loss_record)
     # Last: a run with metrics.json is finished (a kill before this leaves checkpoints, and resume=true ends it).
     write_json_atomic(run_dir / "metrics.json", metrics)
     return metrics
