@@ -89,6 +89,15 @@ def test_config_targets_outside_torch_need_allow_targets(tmp_path, monkeypatch, 
                  "model.layers=[flatten,{_target_: torch.nn.Identity}]", f"hydra.run.dir={tmp_path}/torch"]) == 0
 
 
+@pytest.mark.parametrize("target", ["torch.nn.Linear.__init__.__globals__", "torch.nn.modules.module.torch.jit.ScriptModule",
+                                    "torch.nn.modules.module.torch.Tensor"])
+def test_a_torch_nn_prefix_cannot_walk_out_of_torch_nn(tmp_path, capsys, target):
+    capsys.readouterr()
+    assert main(["train", *TINY, f"model.layers=[flatten,{{_target_: {target}}}]", f"hydra.run.dir={tmp_path}/run"]) == 2
+    err = capsys.readouterr().err
+    assert "_target_" in err and "Traceback" not in err and ("allow_targets" in err or "private" in err), err
+
+
 def test_names_from_a_bundle_never_become_paths(trained, tmp_path):
     """Every file netkiln writes has a fixed name inside the folder the user chose: names read from a bundle (class
     names, model name) are data, so `..` in them goes nowhere."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import re
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
@@ -65,6 +66,12 @@ class _Builder:
         except LayerError as e:
             key = f"{entry.key}.{e.arg}" if e.arg else entry.key
             raise ModelSpecError(e.message, key=key, layer=entry.name) from None
+        except RuntimeError as e:       # weights too large to allocate, or (on the meta device) to even count
+            if "allocat" not in str(e) and "overflow" not in str(e):
+                raise
+            reason = re.sub(r"^\[enforce fail[^\]]*\]\s*(err == 0\.\s*)?", "", str(e).splitlines()[0])
+            raise ModelSpecError(f"this layer's weights are too large to allocate ({reason}); use fewer units or "
+                                 "filters.", key=entry.key, layer=entry.name) from None
         rows = [Row(self.name(entry.name), layer.keras_type, out, module, depth, entry.key)]
         if getattr(module, "image_rows", None) is not None:
             rows.insert(0, self._image_rows(entry, shape, module.image_rows, depth))
@@ -109,7 +116,17 @@ class _Builder:
                                  "class; a config may only name those (netkiln does not import other code named in "
                                  "a config). If you trust this config, pass allow_targets=true.",
                                  key=f"{key}._target_")
+        if self.target_prefixes is not None and any(part.startswith("_") for part in path.split(".")):
+            # `torch.nn.Linear.__init__.__globals__...` starts with torch.nn. but walks out of it.
+            raise ModelSpecError(f"_target_ '{path}' names a private attribute; a config may only name public "
+                                 "torch.nn classes", key=f"{key}._target_")
         cls = _resolve(path, key)
+        if self.target_prefixes is not None and isinstance(cls, type) and \
+                not f"{cls.__module__}.".startswith(self.target_prefixes):
+            # `torch.nn.modules.module.torch.jit.ScriptModule` reaches a class defined outside torch.nn.
+            raise ModelSpecError(f"_target_ '{path}' is {cls.__module__}.{cls.__qualname__}, not a class of "
+                                 f"{' / '.join(p.rstrip('.') for p in self.target_prefixes)}; pass allow_targets=true "
+                                 "if you trust this config", key=f"{key}._target_")
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise ModelSpecError(f"_target_ {path} is not a torch.nn.Module class", key=f"{key}._target_")
         try:
@@ -180,12 +197,61 @@ def _task_text(task) -> str:
 
 
 def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
-                  allow_targets: bool = True, target_prefixes: tuple[str, ...] | None = None) -> Network:
+                  allow_targets: bool = True, target_prefixes: tuple[str, ...] | None = None,
+                  memory_copies: int = 1) -> Network:
     """Build the Network for `model_cfg` on inputs of `input_shape` (no batch dim) for `task`.
 
     `_target_` entries: refused when not `allow_targets`; else, with `target_prefixes`, only classes whose dotted
     path starts with one of them (e.g. ("torch.nn.",)); any torch.nn.Module subclass otherwise.
+    The model is first planned on the meta device (shapes, no memory) and refused when `memory_copies` copies of
+    its weights (training: 4, for weights, gradients and two optimizer moments) exceed the available memory.
     """
+    planned = plan_model(model_cfg, input_shape, task, key, allow_targets, target_prefixes)
+    if planned is not None:
+        check_model_memory(planned, memory_copies)
+    network = _compile(model_cfg, input_shape, task, key, allow_targets, target_prefixes)
+    for note in network.notes:      # here, not in _compile: the plan above would say it twice
+        log.info("%s", note)
+    return network
+
+
+def plan_model(model_cfg: Any, input_shape: Any, task, key: str = "model", allow_targets: bool = True,
+               target_prefixes: tuple[str, ...] | None = None) -> Network | None:
+    """The Network built on the meta device: every shape and parameter count, no memory allocated.
+
+    None when it cannot be planned there (a `_target_` module without meta support); the real build then reports
+    whatever is wrong.
+    """
+    try:
+        with torch.device("meta"):
+            return _compile(model_cfg, input_shape, task, key, allow_targets, target_prefixes)
+    except ModelSpecError as err:
+        if "too large to allocate" in err.message:      # more values than an int64 counts: no real build can
+            raise
+        return None                                     # the real build raises the same spec error
+    except Exception:  # noqa: BLE001 - e.g. a _target_ module that cannot run on the meta device
+        return None
+
+
+def check_model_memory(network: Network, copies: int = 1) -> None:
+    """A ModelSpecError naming the largest layer when `copies` copies of the weights do not fit in memory."""
+    from netkiln.memory import shortfall
+
+    from .summary import _bytes, count_params
+
+    short = shortfall(_bytes(network)["total"] * copies)
+    if short is None:
+        return
+    biggest = max(network.rows, key=lambda r: (r.params, r.depth))
+    what = "the weights" if copies == 1 else "the weights, gradients and optimizer state"
+    raise ModelSpecError(f"this layer has {biggest.params:,} parameters (output {fmt_shape(biggest.output_shape)}) "
+                         f"of the model's {count_params(network)['total']:,}; {what} would need {short}. Use fewer "
+                         "units or filters, or downsample before this layer.",
+                         key=biggest.key or None, layer=biggest.name)
+
+
+def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bool,
+             target_prefixes: tuple[str, ...] | None) -> Network:
     cfg = to_container(model_cfg)
     if not isinstance(cfg, Mapping):
         raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
@@ -232,7 +298,4 @@ def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
             f"for the {_task_text(task)}, but it outputs {fmt_shape(cur)}; use head: auto or end "
             f"with `dense: {task.num_outputs}` (no activation: the loss takes logits)", key=f"{key}.head")
 
-    network = Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"), notes=builder.notes)
-    for note in network.notes:
-        log.info("%s", note)
-    return network
+    return Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"), notes=builder.notes)

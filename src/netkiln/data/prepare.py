@@ -22,11 +22,14 @@ def prepare_features(data: Any, preprocessing: dict, *, allow_extra: bool = Fals
       or already in the model's layout ``(N, *input_shape)``.
     - images: a list of image file paths or PIL images (loaded, resized and scaled as in training), or an array
       ``(N, C, H, W)`` already scaled to [0, 1].
+
+    ``preprocessing`` is ``Dataset.preprocessing``, or a bundle's ``preprocessing.json`` as ``json.load`` reads it.
     """
     import torch
 
     if not isinstance(preprocessing, dict):
         raise TypeError("preprocessing must be the dict saved with the dataset")
+    preprocessing = fitted_steps(preprocessing)
     kind = preprocessing.get("kind", "arrays")
     if kind == "table":
         x = _prepare_table(data, preprocessing, allow_extra, unknown_categories, unseen)
@@ -39,6 +42,16 @@ def prepare_features(data: Any, preprocessing: dict, *, allow_extra: bool = Fals
     else:
         raise NetkilnError(f"unknown preprocessing kind {kind!r} (saved by a newer netkiln?)")
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def fitted_steps(preprocessing: dict) -> dict:
+    """The fitted steps: a bundle's preprocessing.json keeps them under "preparation", beside the input schema
+    (whose input_shape lets array input be checked against the model's)."""
+    steps = preprocessing.get("preparation")
+    if not isinstance(steps, dict):
+        return preprocessing            # already Dataset.preprocessing
+    shape = preprocessing.get("input_shape")
+    return {"input_shape": shape, **steps} if shape is not None else steps
 
 
 def _prepare_table(data: Any, prep: dict, allow_extra: bool, policy: str | None, unseen: list | None) -> np.ndarray:
