@@ -166,3 +166,31 @@ def test_prepare_features_takes_preprocessing_json_as_written(csv_run):
     steps = prepare_features(frame, saved["preparation"])  # the fitted steps alone (Dataset.preprocessing)
     assert whole.shape == (len(frame), 5) and torch.equal(whole, steps)
     assert torch.equal(whole, netkiln.load(run).prepare(frame))
+
+
+# ------------------------------------------------------------------------------------------------ recipes
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("experiment,model_row", [
+    ("keras_mnist_convnet", "conv2d_1 (Conv2D)"),
+    ("digits_gru_rows", "image_rows (Reshape)"),
+    ("wine_csv_mlp", "dense_1 (Dense)"),
+])
+def test_repository_recipes_compose_and_train(experiment, model_row, tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)             # the repository's conf/ is found from the working directory
+    run = tmp_path / experiment
+    assert main(["train", f"experiment={experiment}", "trainer.max_epochs=1", "trainer.enable_progress_bar=false",
+                 f"hydra.run.dir={run}"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 1 and metrics["test"]["acc"] > 0
+    assert model_row in (run / "summary.txt").read_text()
+
+
+def test_keras_convnet_recipe_has_the_keras_layers(monkeypatch, capsys):
+    monkeypatch.chdir(ROOT)
+    assert main(["summary", "model=keras_convnet", "data=digits"]) == 0
+    out = capsys.readouterr().out
+    # Keras's parameter counts: Conv2D 32 * (3*3*1 + 1), Conv2D 64 * (3*3*32 + 1), Dense 10 * (64*2*2 + 1).
+    assert [line.split()[-1] for line in out.splitlines() if "(Conv2D)" in line or "(Dense)" in line] == \
+        ["320", "18,496", "2,570"]
