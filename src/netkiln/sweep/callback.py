@@ -33,6 +33,8 @@ class LeaderboardCallback(Callback):
                                    "would overwrite them and mix them into its leaderboard. Choose a new "
                                    "hydra.sweep.dir (an Optuna sweep continues with hydra.sweeper.resume=true).",
                                    key="hydra.sweep.dir", file=str(sweep_dir))
+            from netkiln.training.tracking import start_sweep_run
+            start_sweep_run(config)         # logger=mlflow: the sweep's parent run, recorded for the trials
         except NetkilnError as err:
             raise UserErrorAbort(err) from None
 
@@ -50,3 +52,5 @@ class LeaderboardCallback(Callback):
             log.warning("no leaderboard: %s", err)
             return
         print_leaderboard(last_leaderboard)
+        from netkiln.training.tracking import finish_sweep_run
+        finish_sweep_run(config, last_leaderboard)     # logger=mlflow: the best bundle as the parent's artifact

@@ -82,7 +82,8 @@ def is_last_epoch(trainer) -> bool:
 
 
 class HistoryWriter(pl.Callback):
-    """Writes `history.csv`: one row per epoch with every logged metric, the LR and the time."""
+    """Writes `history.csv`: one row per epoch with every logged metric, the LR and the time; hands the same
+    metrics to the Trainer's loggers (training/tracking.py)."""
 
     def __init__(self, path: Path, metric_names: list[str]):
         self.path = Path(path)
@@ -99,6 +100,8 @@ class HistoryWriter(pl.Callback):
 
     def on_train_start(self, trainer, pl_module):   # after a checkpoint is restored
         self._start = time.perf_counter()
+        for logger in trainer.loggers:      # start each logger's run here, not in the writer thread (no race)
+            logger.experiment
         if self.path.exists() and trainer.current_epoch > 0:      # resumed: keep the epochs already done
             with open(self.path, newline="") as fh:
                 kept = [row for row in csv.DictReader(fh) if int(row["epoch"]) < trainer.current_epoch]
@@ -119,6 +122,13 @@ class HistoryWriter(pl.Callback):
         # One new line per epoch; the whole file is rewritten atomically (in the background).
         self._lines.append(self._csv_line(row))
         self._writer.submit(write_bytes_atomic, self.path, "".join(self._lines).encode("utf-8"))
+        if trainer.loggers:
+            # logger=tensorboard / mlflow: the same values at step = epoch, also in the writer thread (an MLflow
+            # write to SQLite took ~50 ms here, more than a small model's epoch).
+            logged = {name: value for name, value in zip(["lr", *self.metric_names], row[2:3] + row[4:])
+                      if value not in ("", None)}
+            for logger in trainer.loggers:
+                self._writer.submit(logger.log_metrics, logged, trainer.current_epoch)
 
     def teardown(self, trainer, pl_module, stage):
         self._writer.close()

@@ -8,7 +8,7 @@ counts optimizer steps (and stops exactly at `max_steps`), and per-step schedule
 Validation runs at the end of each epoch's last chunk, inside the module ("fused"), when the
 trainer validates once per epoch over all validation batches (the default): Lightning's
 validation loop costs ~1.5 ms an epoch in hooks and mode switches, 5% of a small model's epoch.
-Its results reach callbacks, the progress bar and loggers exactly where Lightning's would (in
+Its results reach callbacks, the progress bar and (through HistoryWriter) loggers where Lightning's would (in
 `trainer.callback_metrics` before any `on_train_epoch_end`). Any other validation schedule
 (`val_check_interval`, `check_val_every_n_epoch`, `limit_val_batches`) uses Lightning's loop
 with the same per-batch code.
@@ -198,24 +198,22 @@ class NetkilnModule(pl.LightningModule):
         self._train_logged = True
 
     def _publish(self, values: dict[str, torch.Tensor]):
-        """Hand per-epoch metrics to the callbacks (early stopping, checkpoints, history), progress bar and loggers.
+        """Hand per-epoch metrics to the callbacks (early stopping, checkpoints, history), and the progress bar.
 
         On one process they go straight into `trainer.callback_metrics` / `progress_bar_metrics`, with one host
         sync: `self.log` costs ~0.3 ms a key (Lightning moves its whole result structure on every call), a tenth
         of a small model's epoch. Across processes `self.log_dict(sync_dist=True)` averages them over ranks.
+        Loggers get them once an epoch from HistoryWriter (training/tracking.py), at step = epoch.
         """
         trainer = self.trainer
         if trainer.world_size > 1:
-            self.log_dict(values, prog_bar=True, sync_dist=True)
+            self.log_dict(values, prog_bar=True, sync_dist=True, logger=False)
             return
         stacked = torch.stack([value.detach().reshape(()).float() for value in values.values()]).cpu()
         callback_metrics, bar_metrics = trainer.callback_metrics, trainer.progress_bar_metrics
         for name, value in zip(values, stacked.unbind()):
             callback_metrics[name] = value
             bar_metrics[name] = value.item()
-        for logger in trainer.loggers:
-            logger.log_metrics({**{name: float(v) for name, v in zip(values, stacked)}, "epoch": self.current_epoch},
-                               step=self.global_step)
 
     def on_train_epoch_end(self):
         self._log_train_metrics()

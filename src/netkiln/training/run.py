@@ -116,6 +116,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     clip = _clip_value(cfg.get("gradient_clip_val"))
     compile_args = _compile_args(cfg.get("compile", False))
     kwargs = trainer_kwargs(cfg.trainer)
+    from netkiln.training.tracking import log_run_end, make_loggers
+    loggers = make_loggers(cfg.get("logger"), run_dir)     # before the data: a missing package is a config error
     pl.seed_everything(seed, workers=True, verbose=False)
 
     from netkiln.data.fingerprint import pin_data_files
@@ -175,7 +177,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
                                history_metrics=logged_metrics(task)) + progress_bar_callbacks(kwargs) \
         + list(extra_callbacks)
     try:
-        trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=False, default_root_dir=str(run_dir),
+        trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
                              plugins=[AtomicCheckpointIO()])
     except (ValueError, TypeError) as err:   # MisconfigurationException is a ValueError
         raise NetkilnError(f"the Trainer rejected the settings: {err}", key="trainer") from None
@@ -241,4 +243,5 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     save_bundle(run_dir, cfg, dataset, network, metrics, data_files=data_files, loss=loss_record)
     # Last: a run with metrics.json is finished (a kill before this leaves checkpoints, and resume=true ends it).
     write_json_atomic(run_dir / "metrics.json", metrics)
+    log_run_end(loggers, cfg, metrics)      # the config as hyperparameters, with the final metrics
     return metrics
