@@ -145,6 +145,39 @@ CASES = [
     ("export-opset", ["export", "run={run}", "opset=abc"], ["opset", "'abc'"]),
     ("export-into-bundle", ["export", "run={run}", "output={run}/model/model.onnx"], ["output", "model bundle"]),
     ("evaluate-into-bundle", ["evaluate", "run={run}", "out={run}/model"], ["out", "model bundle"]),
+    # -- hostile or damaged input: refused before anything is built or allocated -----------------------------
+    ("bundle-stats-type", ["predict", "run={bad}/stats_type", "input=" + PRED[0], PRED[1]],
+     ["preprocessing.json", "preparation.standardize.mean", '"abc"']),
+    ("bundle-stats-length", ["predict", "run={bad}/stats_length", "input=" + PRED[0], PRED[1]],
+     ["preprocessing.json", "preparation.standardize.std", "8 numbers"]),
+    ("bundle-feature-axis", ["evaluate", "run={bad}/feature_axis"], ["preprocessing.json", "feature_axis", "got 2"]),
+    ("bundle-input-shape-text", ["export", "run={bad}/shape_text"], ["preprocessing.json", "input_shape", '"8"']),
+    ("bundle-num-outputs-huge", ["evaluate", "run={bad}/num_outputs"], ["config.yaml", "task.num_outputs"]),
+    ("bundle-units-huge", ["evaluate", "run={bad}/units"],
+     ["weights.safetensors", "do not fit", "(1000000000000, 8)"]),
+    ("bundle-format-bool", ["evaluate", "run={bad}/format_bool"], ["meta.json", "bundle_format", "got true"]),
+    ("bundle-version-list", ["evaluate", "run={bad}/version_list"], ["meta.json", "netkiln", "[1, 2]"]),
+    ("bundle-nan-weights", ["evaluate", "run={bad}/nan_weights"], ["weights.safetensors", "NaN or infinite"]),
+    ("bundle-yaml-aliases", ["evaluate", "run={bad}/aliases"], ["config.yaml", "aliases"]),
+    ("model-memory", ["train", "model.vars.width=1000000000"], ["model.layers[3] (dense_1)", "of memory, more than"]),
+    ("model-uncountable", ["train", "model.vars.width=1000000000000"],
+     ["model.layers[3] (dense)", "too large to allocate"]),
+    ("data-memory", ["train", "data.n_samples=1000000000000"], ["data.n_samples", "of memory, more than"]),
+    ("npz-bomb", ["train", "data=npz", "data.path={data}/bomb.npz", "model=mlp"],
+     ["data.path", "bomb.npz", "the arrays its headers declare would need"]),
+    ("image-bomb", ["train", "data=images", "data.path={data}/bomb_images", "data.image_size=[8,8]", "model=mlp"],
+     ["bomb.png", "decompression bomb"]),
+    ("image-size-memory", ["train", "data=images", "data.path={data}/bomb_images",
+                           "data.image_size=[1000000,1000000]", "model=mlp"], ["data.image_size", "of memory"]),
+    ("data-inf-feature", ["train", *CSV, "data.path={data}/inf.csv"],
+     ["inf.csv, line 4, column 'a'", "infinite value inf"]),
+    ("data-inf-target", ["train", *CSV, "data.path={data}/inf_target.csv", "data.target=y"],
+     ["data.target", "inf_target.csv, line 10, column 'y'", "infinite value"]),
+    ("data-duplicate-header", ["train", *CSV, "data.path={data}/dup.csv"], ["dup.csv, line 1", "'a' more than once"]),
+    ("predict-overflow", ["predict", "run={bad}/small_std", "input={data}/big_rows.csv", PRED[1]],
+     ["big_rows.csv", "data row 1", "infinite or NaN after the saved preparation"]),
+    ("predict-output-under-file", ["predict", "run={run}", "input=" + PRED[0], "output={data}/good.csv/pred.csv"],
+     ["good.csv is a file, not a folder"]),
 ]
 
 # What a run may write before it fails: complete files only.
@@ -175,6 +208,50 @@ def _write_data(d: Path) -> None:
     np.savez(d / "lengths.npz", x=np.zeros((10, 3)), y=np.zeros(7))
     with open(d / "object.npz", "wb") as fh:           # np.savez would need allow_pickle to read this back
         np.savez(fh, x=np.array([[1], [2, 3], [4]], dtype=object), y=np.zeros(3))
+    rows = [f"{i},{i * 2},{'xy'[i % 2]}" for i in range(30)]
+    (d / "inf.csv").write_text("a,b,label\n" + "\n".join(rows[:2] + ["inf,3,x"] + rows[3:]) + "\n")   # line 4
+    rows = [f"{i},{i * 2},{i * 0.37:.2f}" for i in range(30)]
+    (d / "inf_target.csv").write_text("a,b,y\n" + "\n".join(rows[:8] + ["5,3,inf"] + rows[9:]) + "\n")  # line 10
+    (d / "dup.csv").write_text("a,b,a,label\n" + "".join(f"{i},{i},{i},{'xy'[i % 2]}\n" for i in range(20)))
+    (d / "big_rows.csv").write_text(",".join(f"x{i}" for i in range(8)) + "\n" + ",".join(["0"] * 8) + "\n"
+                                    + ",".join(["1e37"] * 8) + "\n")
+    _write_bomb_images(d / "bomb_images")
+    _write_bomb_npz(d / "bomb.npz")
+
+
+def _write_bomb_npz(path: Path) -> None:
+    """A 350-byte .npz whose x declares 10^11 x 4 float64 values (3 TiB); the data is not there."""
+    import io
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    header = io.BytesIO()
+    npformat.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": (10 ** 11, 4)})
+    labels = io.BytesIO()
+    np.save(labels, np.zeros(10))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", header.getvalue() + bytes(64))
+        archive.writestr("y.npy", labels.getvalue())
+
+
+def _write_bomb_images(folder: Path) -> None:
+    """Two classes of 8x8 PNGs, one of them a 129-byte PNG that declares 100,000 x 100,000 pixels."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    for c in ("a", "b"):
+        (folder / c).mkdir(parents=True, exist_ok=True)
+        for i in range(3):
+            Image.new("L", (8, 8), 60 if c == "a" else 200).save(folder / c / f"{i}.png")
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 1, 0, 0, 0, 0)        # 1-bit grayscale
+    (folder / "b" / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                          + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
 def _write_conf(c: Path) -> None:
@@ -220,6 +297,46 @@ def _damaged_bundles(run: Path, root: Path) -> None:
     config = yaml.safe_load(config_file.read_text())
     config["model"]["layers"][1] = {"_target_": "os.system", "command": "echo pwned"}
     config_file.write_text(yaml.safe_dump(config))
+    _hostile_bundles(run, copy)
+
+
+def _hostile_bundles(run: Path, copy) -> None:
+    """Bundle copies whose values are damaged: wrong types and lengths, huge sizes, NaN weights, YAML aliases."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file, save_file
+
+    def edit_json(model: Path, name: str, change) -> None:
+        data = json.loads((model / name).read_text())
+        change(data)
+        (model / name).write_text(json.dumps(data))
+
+    def edit_config(model: Path, change) -> None:
+        config = yaml.safe_load((model / "config.yaml").read_text())
+        change(config)
+        (model / "config.yaml").write_text(yaml.safe_dump(config))
+
+    edit_json(copy("stats_type"), "preprocessing.json",
+              lambda p: p["preparation"]["standardize"].update(mean="abc"))
+    edit_json(copy("stats_length"), "preprocessing.json",
+              lambda p: p["preparation"]["standardize"].update(std=[1.0]))        # numpy would broadcast it
+    edit_json(copy("feature_axis"), "preprocessing.json",
+              lambda p: p["preparation"]["standardize"].update(feature_axis=2))
+    edit_json(copy("shape_text"), "preprocessing.json", lambda p: p.update(input_shape="8"))
+    edit_json(copy("small_std"), "preprocessing.json",             # valid, but 1e37 / 1e-3 overflows float32
+              lambda p: p["preparation"]["standardize"].update(std=[1e-3] * 8))
+    edit_json(copy("format_bool"), "meta.json", lambda m: m.update(bundle_format=True))
+    edit_json(copy("version_list"), "meta.json", lambda m: m.update(netkiln=[1, 2]))
+    edit_config(copy("num_outputs"), lambda c: c["task"].update(num_outputs=10 ** 12))
+    edit_config(copy("units"), lambda c: c["model"]["layers"][1]["dense"].update(units=10 ** 12))
+    model = copy("nan_weights")
+    state = load_file(str(model / "weights.safetensors"))
+    state = {k: torch.full_like(v, float("nan")) for k, v in state.items()}
+    save_file(state, str(model / "weights.safetensors"))
+    edit_json(model, "meta.json", lambda m: m.pop("weights_sha256"))     # as if trained to NaN: no checksum catch
+    model = copy("aliases")                    # a "billion laughs": 9 levels of 10 aliases = 10^9 values
+    laughs = "".join(f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10))
+    (model / "config.yaml").write_text((model / "config.yaml").read_text() + "l0: &l0 [lol]\n" + laughs)
 
 
 @pytest.fixture(scope="module")
@@ -291,6 +408,7 @@ def test_bad_input(world, tmp_path, capsys, monkeypatch, argv, expected):
     assert len(lines) == 1, f"one paragraph expected, got:\n{err}"
     assert lines[0].startswith(f"netkiln {command}: error: "), lines[0]
     assert "Traceback" not in err
+    assert "np.float" not in err and "np.int" not in err, "numbers print plainly"
     for text in expected:
         assert text in lines[0], f"{text!r} not in: {lines[0]}"
     for folder in watched:

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import difflib
+import re
 from typing import Iterable
+
+# NumPy 2 reprs scalars as `np.float64(inf)`; messages quote values with !r, so show them as plain numbers.
+_NUMPY_SCALAR = re.compile(r"\bnp\.(?:float|int|uint|complex|str|bytes)_?\d*\(([^()]*)\)|\bnp\.(True|False)_")
 
 
 class NetkilnError(Exception):
@@ -21,7 +25,7 @@ class NetkilnError(Exception):
         self.file = file
         self.line = line
         self.column = column
-        super().__init__(self._format())
+        super().__init__(_NUMPY_SCALAR.sub(lambda m: m.group(1) if m.group(1) is not None else m.group(2), self._format()))
 
     def _format(self) -> str:
         where = []

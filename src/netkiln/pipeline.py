@@ -15,7 +15,7 @@ def seed_of(cfg) -> int:
     return seed
 
 
-def build_data_and_model(cfg):
+def build_data_and_model(cfg, *, training: bool = False):
     from netkiln.auto_model import explain_picked_model, resolve_auto_model
     from netkiln.compiler import compile_model
     from netkiln.data import load_dataset
@@ -24,7 +24,9 @@ def build_data_and_model(cfg):
     picked = resolve_auto_model(cfg, dataset.layout, dataset.input_shape)    # model=auto: cfg.model is now the pick
     # A config names torch.nn modules only, unless the user trusts it with allow_targets=true.
     trusted = bool(cfg.get("allow_targets", False))
+    # Training holds the weights, their gradients and (Adam) two moments: 4 copies must fit in memory.
     with explain_picked_model(picked):
         network = compile_model(cfg.model, dataset.input_shape, dataset.task,
-                                target_prefixes=None if trusted else TORCH_MODULES)
+                                target_prefixes=None if trusted else TORCH_MODULES,
+                                memory_copies=4 if training else 1)
     return dataset, network

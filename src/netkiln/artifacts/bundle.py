@@ -176,9 +176,15 @@ def read_weights(bundle: "Bundle", key: str = "run") -> dict:
             raise NetkilnError("the weights do not match the checksum recorded in meta.json: the file was truncated, "
                                "corrupted or modified after training. Use an intact copy of the run (or train it "
                                "again).", key=key, file=str(weights))
-        return load_file(str(weights), device="cpu")
+        state = load_file(str(weights), device="cpu")
     except (SafetensorError, OSError, ValueError) as err:
         raise NetkilnError(f"cannot read the weights: {err}", key=key, file=str(weights)) from None
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(tensor.isfinite().all()):
+            raise NetkilnError(f"the weights hold NaN or infinite values (first in {name}); the model is unusable. "
+                               "Use a run whose training did not diverge, or train it again.", key=key,
+                               file=str(weights))
+    return state
 
 
 def save_bundle(run_dir: str | os.PathLike, cfg, dataset, network, metrics: dict | None = None, *,
@@ -296,8 +302,11 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     from netkiln.interpolation import refuse_in_bundle
     from netkiln.safe_yaml import safe_load_file
 
+    from netkiln.artifacts import bundle_schema
+
     path = find_bundle(run, key)
     meta = _read_json(path / "meta.json", key)
+    bundle_schema.check_meta(meta, path / "meta.json", key)
     check_meta(meta, path / "meta.json", key)
     for name in FILES:
         if not (path / name).is_file():
@@ -324,12 +333,16 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     for needed in ("layout", "input_shape"):
         if needed not in preprocessing:
             raise NetkilnError(f"preprocessing.json has no '{needed}'", key=key, file=str(path / "preprocessing.json"))
+    bundle_schema.check_config(config, path / "config.yaml", key)
+    bundle_schema.check_preprocessing(preprocessing, config, path / "preprocessing.json", key)
     return Bundle(path=path, config=config, preprocessing=preprocessing, meta=meta)
 
 
 def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> Bundle:
     """Read the bundle, compile its model with netkiln's layers and load the weights (eval mode, CPU)."""
+    from netkiln.artifacts.bundle_schema import check_weight_shapes, safetensors_shapes
     from netkiln.compiler import compile_model
+    from netkiln.compiler.builder import plan_model
     from netkiln.task import Task
 
     bundle = read_bundle(run, allow_targets=allow_targets, key=key)
@@ -338,24 +351,22 @@ def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     except (KeyError, TypeError, ValueError) as err:
         raise NetkilnError(f"the bundle's task is malformed ({err})", key=key,
                            file=str(bundle.path / "config.yaml")) from None
-    network = compile_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
     weights = bundle.path / "weights.safetensors"
+
+    def shapes(tensors: dict) -> dict:
+        return {k: tuple(t.shape) for k, t in tensors.items()}
+
+    # The model planned on the meta device against the weights file's header: a damaged config (a huge
+    # num_outputs or units) is refused before anything is allocated.
+    planned = plan_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
+    if planned is not None:
+        check_weight_shapes(shapes(planned.state_dict()), safetensors_shapes(weights, key), weights, key)
+    try:
+        network = compile_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
+    except NetkilnError as err:
+        raise NetkilnError(str(err), key=key, file=str(bundle.path / "config.yaml")) from None
     state = read_weights(bundle, key)
-    expected = network.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:5])}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected[:5])}")
-        if wrong:
-            parts.append("wrong shape for " + ", ".join(
-                f"{k} {tuple(state[k].shape)} (model has {tuple(expected[k].shape)})" for k in wrong[:5]))
-        raise NetkilnError(f"the weights do not fit the bundle's model ({'; '.join(parts)}).", key=key,
-                           file=str(weights))
+    check_weight_shapes(shapes(network.state_dict()), shapes(state), weights, key)
     network.load_state_dict(state)
     network.eval()
     bundle.network, bundle.task = network, task

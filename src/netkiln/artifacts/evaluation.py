@@ -23,6 +23,7 @@ from netkiln.errors import NetkilnError
 log = logging.getLogger("netkiln")
 
 SPLITS = ("auto", "train", "val", "test", "all")
+MAX_PRINTED_CLASSES = 50           # more classes: the per-class table goes to per_class.csv only
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -139,11 +140,16 @@ def _other_table(bundle: Bundle, node: dict, split: str):
 
 # ------------------------------------------------------------------------------------------------ report
 def per_class_table(confusion: np.ndarray, labels: list) -> list[dict]:
+    return per_class_rows(np.diagonal(confusion), confusion.sum(axis=1), confusion.sum(axis=0), labels)
+
+
+def per_class_rows(hits, supports, predictions, labels: list) -> list[dict]:
+    """Precision, recall, F1 and support per class from its true positives, true count and predicted count."""
     rows = []
     for i, label in enumerate(labels):
-        tp = int(confusion[i, i])
-        support = int(confusion[i].sum())
-        predicted = int(confusion[:, i].sum())
+        tp = int(hits[i])
+        support = int(supports[i])
+        predicted = int(predictions[i])
         precision = tp / predicted if predicted else 0.0
         recall = tp / support if support else 0.0
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -185,7 +191,13 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     # Regression: the loss on the scaled target, as in training; metrics and residuals in the target's units.
     target_scale = TargetScale.of(bundle.preparation)
     metrics = evaluate_split(network, task, loss_fn, x, y, batch_size=batch_size, target_scale=target_scale)
-    outputs = forward(network, x, batch_size)
+    # Multiclass: the predicted class only; all the logits would be rows x classes floats (gigabytes for a model
+    # with thousands of classes).
+    if task.kind == "multiclass":
+        outputs = torch.cat([forward(network, x[i:i + batch_size]).argmax(dim=1)
+                             for i in range(0, max(len(x), 1), batch_size)])
+    else:
+        outputs = forward(network, x, batch_size)
     if target_scale is not None:
         outputs = target_scale.unscale(outputs)
     report: dict[str, Any] = {"run": str(bundle.run_dir), "data": data_name, "split": split, "rows": int(len(x)),
@@ -217,15 +229,21 @@ def _write_report(out: Path, report: dict, task, bundle: Bundle, data_name: str,
         if task.kind == "binary":
             predicted = (outputs.reshape(-1) > 0).long()
         else:
-            predicted = outputs.argmax(dim=1)
+            predicted = outputs                  # already the argmax (evaluate_bundle)
         k = task.num_classes
-        confusion = torch.bincount(y.long() * k + predicted, minlength=k * k).reshape(k, k).numpy()
-        report["confusion_matrix"] = confusion.tolist()
         report["labels"] = labels
-        report["per_class"] = per_class_table(confusion, labels)
+        if k <= plotting.CONFUSION_MAX_CLASSES:
+            confusion = torch.bincount(y.long() * k + predicted, minlength=k * k).reshape(k, k).numpy()
+            report["confusion_matrix"] = confusion.tolist()
+            report["per_class"] = per_class_table(confusion, labels)
+        else:   # k x k cells would be gigabytes for thousands of classes: per-class counts only, no plot
+            confusion = None
+            hits = torch.bincount(y.long()[predicted == y.long()], minlength=k).numpy()
+            report["per_class"] = per_class_rows(hits, torch.bincount(y.long(), minlength=k).numpy(),
+                                                 torch.bincount(predicted, minlength=k).numpy(), labels)
         # The csv module quotes a class name holding a comma, quote or newline.
         files["per_class"] = str(write_text_atomic(out / "per_class.csv", csv_text(report["per_class"])))
-        if plots:
+        if plots and confusion is not None:
             files["confusion_matrix"] = str(plotting.confusion_matrix(
                 confusion, labels, out / "confusion_matrix.png", title=f"Confusion matrix ({data_name}, {split})"))
     elif plots:
@@ -260,7 +278,10 @@ def _new_numbered_folder(run_dir: Path) -> Path:
 def format_report(report: dict) -> str:
     metrics = ", ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items())
     lines = [f"{report['data']} ({report['split']}, {report['rows']} rows): {metrics}"]
-    if report.get("per_class"):
-        lines += ["", _format_table(report["per_class"])]
+    per_class = report.get("per_class")
+    if per_class and len(per_class) <= MAX_PRINTED_CLASSES:
+        lines += ["", _format_table(per_class)]
+    elif per_class:
+        lines += ["", f"precision, recall and F1 of the {len(per_class)} classes: per_class.csv"]
     lines += ["", f"written to {Path(report['files']['evaluation']).parent}"]
     return "\n".join(lines)

@@ -5,6 +5,7 @@ import contextlib
 import errno
 import glob
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -34,11 +35,18 @@ def write_error(path: str | os.PathLike, err: OSError):
     """A NetkilnError (exit code 2, no traceback) for a write that the system refused: disk full, no permission."""
     from netkiln.errors import NetkilnError
 
-    reason = _WRITE_HINTS.get(err.errno, err.strerror or str(err))
+    detail = err.strerror or str(err)
+    reason = _WRITE_HINTS.get(err.errno, detail)
+    if reason.lower() != detail.lower():
+        reason = f"{reason} ({detail})"
+    if err.errno in (errno.EEXIST, errno.ENOTDIR):
+        # mkdir of a folder on the way that is a file says "File exists": name that file instead.
+        blocker = next((d for d in Path(path).parents if d.exists() and not d.is_dir()), None)
+        if blocker is not None:
+            reason = f"{blocker} is a file, not a folder"
     advice = " Free some space (or write elsewhere) and run again; files written before this one are intact" \
         if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-    return NetkilnError(f"cannot write the file: {reason} ({err.strerror or err}).{advice}".rstrip(),
-                        file=str(path))
+    return NetkilnError(f"cannot write the file: {reason}.{advice}".rstrip(), file=str(path))
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
@@ -89,7 +97,21 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    return write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
+    return write_text_atomic(path, json.dumps(json_safe(data), indent=2, allow_nan=False) + "\n")
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON values: numpy/torch scalars as numbers, NaN and infinities as null. (Python's json would write
+    them as NaN/Infinity, which no JSON parser but Python's reads.)"""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int)):
+        return value
+    return json_safe(_json_default(value))
 
 
 def _json_default(value: Any) -> Any:

@@ -12,6 +12,10 @@ from typing import Sequence
 
 from netkiln.artifacts.files import write_atomic
 
+# Above this many classes a confusion matrix is neither readable as a picture nor small (k x k cells): evaluate
+# keeps the per-class table only.
+CONFUSION_MAX_CLASSES = 50
+
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -72,11 +76,13 @@ def learning_curves(history_csv: Path, path: Path) -> Path | None:
 
 def confusion_matrix(matrix: Sequence[Sequence[int]], labels: Sequence[str], path: Path,
                      title: str = "Confusion matrix") -> Path:
-    """Rows: true class, columns: predicted class; each cell shows its count."""
+    """Rows: true class, columns: predicted class; each cell shows its count (at most CONFUSION_MAX_CLASSES)."""
     import numpy as np
 
-    m = np.asarray(matrix, dtype=np.int64)
     k = len(labels)
+    if k > CONFUSION_MAX_CLASSES:
+        raise ValueError(f"a confusion matrix plot of {k} classes (more than {CONFUSION_MAX_CLASSES}) is unreadable")
+    m = np.asarray(matrix, dtype=np.int64)
     size = min(2.0 + 0.55 * k, 14.0)
     fig = _figure(size + 1.0, size)
     ax = fig.subplots()

@@ -48,15 +48,16 @@ def _table_to_array(frame, bundle: Bundle, allow_extra: bool, file: InputFile) -
                            "table cannot hold; give an .npz or .npy file with rows of that shape", key=file.key,
                            file=str(file.path))
     have = [str(c) for c in frame.columns]
-    missing = [n for n in names if n not in have]
+    have_set, name_set = set(have), set(names)          # sets: linear in the number of columns
+    missing = [n for n in names if n not in have_set]
     if missing:
-        extra = [c for c in have if c not in names]
+        extra = [c for c in have if c not in name_set]
         hint = "".join(did_you_mean(m, extra) for m in missing[:1])
         raise NetkilnError(f"the input lacks the column{'s' if len(missing) > 1 else ''} "
                            f"{', '.join(repr(m) for m in missing[:10])}{' ...' if len(missing) > 10 else ''} that "
                            f"the model was trained on.{hint} Expected columns: {', '.join(names)}.",
                            key=file.key, file=str(file.path), column=missing[0])
-    extra = [c for c in have if c not in names]
+    extra = [c for c in have if c not in name_set]
     if extra and not allow_extra:
         raise NetkilnError(f"the input has column{'s' if len(extra) > 1 else ''} the model was not trained on: "
                            f"{', '.join(repr(e) for e in extra[:10])}; remove them, or pass allow_extra=true to "
@@ -87,6 +88,19 @@ def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra:
                   unseen: list | None = None) -> torch.Tensor:
     """One chunk of raw input → the float32 tensor the network takes, via the saved preparation; a table's
     categories that the training rows did not have are appended to `unseen` (the caller applies the policy)."""
+    x = _prepare(bundle, chunk, file, allow_extra, unseen)
+    # Finite raw values can still overflow float32 once scaled (1e38 / a small std): such a row would come out
+    # as class 0 with NaN probabilities.
+    finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+    if not bool(finite.all()):
+        row = int((~finite).nonzero()[0]) + chunk.start
+        raise NetkilnError(f"data row {row} becomes infinite or NaN after the saved preparation (a value far outside "
+                           "the training data's range overflows once scaled); check that row's values",
+                           key=file.key, file=str(file.path))
+    return x
+
+
+def _prepare(bundle: Bundle, chunk: Chunk, file: InputFile, allow_extra: bool, unseen: list | None) -> torch.Tensor:
     prep = bundle.preparation
     kind = prep.get("kind")
     prepare = _prepare_features()

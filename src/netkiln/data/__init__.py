@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from netkiln.errors import NetkilnError, did_you_mean
+from netkiln.memory import human_bytes
 
 from .config import COMMON_KEYS, check_keys, get_bool, get_choice, parse_split, to_plain
 from .dataset import LAYOUTS, Dataset
@@ -132,13 +133,5 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
                                                               dataset.y_val, dataset.x_test, dataset.y_test))
     info["tensor_bytes"] = int(nbytes)
     log.info("data %s: %d rows, %s in memory as tensors", name, sum(dataset.split_sizes.values()),
-             _human_bytes(nbytes))
+             human_bytes(nbytes))
     return dataset, raw
-
-
-def _human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GiB"  # pragma: no cover

@@ -151,9 +151,10 @@ def _table_columns(raw, ds, warnings: list[str]) -> list[dict]:
     out = []
     sigs: dict[Any, str] = {}
     constant, duplicate = [], []
+    targets, features = set(plan.target), set(plan.features)      # sets: linear in the number of columns
     for col in frame.columns:
         s = frame[col]
-        role = ("target" if col in plan.target else "feature" if col in plan.features
+        role = ("target" if col in targets else "feature" if col in features
                 else "split" if col == plan.split_column else "unused")
         kind = plan.kinds.get(col, "numeric" if pd.api.types.is_numeric_dtype(s.dtype) else "text")
         miss = int(s.isna().sum())

@@ -5,11 +5,13 @@ x rows may be flat features (N, F), sequences (N, T, F) or (N, T), or images (N,
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from netkiln.errors import NetkilnError, did_you_mean
+from netkiln.memory import check_fits
 from netkiln.task import Task
 
 from .config import get_choice
@@ -37,6 +39,8 @@ def _open_npz(p, key: str) -> dict[str, np.ndarray]:
             raise NetkilnError("expected an .npz archive of named arrays (np.savez(path, x=..., y=...)), "
                                "not a single .npy array", key=key, file=str(p))
         with z:
+            # A small compressed file can declare arrays of any size: check what the headers declare first.
+            check_fits(_declared_bytes(z) * 2, "the arrays its headers declare", key=key, file=str(p))
             return {name: z[name] for name in z.files}
     except NetkilnError:
         raise
@@ -47,6 +51,20 @@ def _open_npz(p, key: str) -> dict[str, np.ndarray]:
         raise NetkilnError(f"not a readable .npz file: {err}", key=key, file=str(p)) from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise NetkilnError(f"not a readable .npz file ({type(err).__name__}: {err})", key=key, file=str(p)) from None
+
+
+def _declared_bytes(npz) -> int:
+    """The bytes the archive's arrays declare in their .npy headers, read without reading any array."""
+    from numpy.lib import format as npformat
+
+    total = 0
+    for name in npz.files:
+        with npz.zip.open(name + ".npy") as fh:
+            version = npformat.read_magic(fh)
+            read = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = read(fh)
+        total += math.prod(shape) * dtype.itemsize
+    return total
 
 
 def _suggest(name: str, choices) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from netkiln.errors import NetkilnError
+from netkiln.memory import check_fits
 
 from .config import get_choice
 from .sources import RawSource, SourceSpec, register_source
@@ -53,15 +54,25 @@ def class_folders(root: Path, key: str) -> dict[str, list[Path]]:
 
 def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None) -> np.ndarray:
     """One image → float32 (C, H, W) in [0, 1]; an unreadable file raises a NetkilnError naming it."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
     try:
-        img = f if isinstance(f, Image.Image) else Image.open(f)
-        img.load()
+        # A small file can declare a huge image (a decompression bomb): Pillow warns above MAX_IMAGE_PIXELS and
+        # refuses above twice that; both are refused here, before the pixels are decoded.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = f if isinstance(f, Image.Image) else Image.open(f)
+            img.load()
         img = img.convert("L" if color == "grayscale" else "RGB")
         if img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
         a = np.asarray(img, dtype=np.float32) / 255.0
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise NetkilnError(f"cannot read this image: it declares more than {Image.MAX_IMAGE_PIXELS:,} pixels "
+                           "(a decompression bomb, or a picture to shrink before training)", key=key,
+                           file=str(f)) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         raise NetkilnError(f"cannot read this image ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
                            .replace(": )", ")"), key=key, file=str(f)) from None
@@ -80,6 +91,11 @@ def _load_folder(root: Path, size, color, key, classes: list[str] | None = None)
         if unknown:
             raise NetkilnError(f"the test folder has the class '{unknown[0]}', which the training folder does not "
                                f"have (classes: {', '.join(classes)})", key=key, file=str(root / unknown[0]))
+    count = sum(len(paths) for paths in folders.values())
+    # float32 pixels, held twice: the list of images and the array they are stacked into.
+    check_fits(count * (1 if color == "grayscale" else 3) * size[0] * size[1] * 4 * 2,
+               f"{count:,} images of {size[0]}x{size[1]} pixels", key=key.rsplit(".", 1)[0] + ".image_size",
+               advice="choose a smaller image_size")
     xs, ys, files = [], [], []
     for name, paths in folders.items():
         c = classes.index(name)

@@ -73,9 +73,10 @@ def _prepare_table(data: Any, prep: dict, allow_extra: bool, policy: str | None,
     specs = prep["columns"]
     need = [s["name"] for s in specs]
     have = [str(c) for c in frame.columns]
-    missing = [c for c in need if c not in have]
+    have_set, need_set = set(have), set(need)          # sets: linear in the number of columns
+    missing = [c for c in need if c not in have_set]
     targets = set(prep.get("target", {}).get("columns", []))
-    extra = [c for c in have if c not in need and c not in targets]
+    extra = [c for c in have if c not in need_set and c not in targets]
     if missing:
         hints = "".join(did_you_mean(m, extra) for m in missing[:3])
         raise NetkilnError(f"the input lacks the column{'s' if len(missing) > 1 else ''} "

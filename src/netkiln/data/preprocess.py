@@ -24,4 +24,5 @@ def apply_standardize(x: np.ndarray, stats: dict) -> np.ndarray:
     shape[axis] = -1
     mean = np.asarray(stats["mean"], dtype=np.float64).reshape(shape)
     std = np.asarray(stats["std"], dtype=np.float64).reshape(shape)
-    return ((x - mean) / std).astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):     # an overflow is reported by the finite checks after
+        return ((x - mean) / std).astype(np.float32)

@@ -5,6 +5,7 @@ A source does not split or standardise; `netkiln.data.load_dataset` does that fo
 from __future__ import annotations
 
 import logging
+import math
 import random
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -12,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from netkiln.errors import NetkilnError
+from netkiln.memory import check_fits
 from netkiln.task import Task
 
 from . import cache
@@ -200,8 +202,11 @@ def load_synthetic(node: dict, path: str) -> RawSource:
         raise NetkilnError(f"layout '{layout}' needs a shape of {want} positive integers, got {shape!r}",
                            key=f"{path}.shape")
     shape = tuple(shape)
+    dim = math.prod(shape)
+    # Generated in float64 with two temporaries of the same size (patterns + noise) before the float32 copy.
+    check_fits(n * dim * 8 * 3, f"generating {n:,} rows of {dim:,} values", key=f"{path}.n_samples",
+               advice="lower the number of rows or the shape")
     rng = np.random.Generator(np.random.PCG64(gseed))
-    dim = int(np.prod(shape))
 
     if kind == "multiclass":
         k = get_int(node, "n_classes", 3, path, minimum=2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -165,7 +166,9 @@ def read_table_source(path: Any, *, format: str | None = "auto", delimiter: str 
         except OSError as err:
             raise NetkilnError(f"cannot read the file: {err.strerror or err}", key=key, file=str(p)) from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = sorted({c for c in frame.columns if list(frame.columns).count(c) > 1})
+    header = _header_names(p, sep, text_encoding) if sep else None
+    counts = Counter(str(c).strip() for c in (header or frame.columns))    # one pass, not list.count per column
+    dupes = sorted(c for c, n in counts.items() if n > 1)
     if dupes:
         raise NetkilnError(f"the header names {', '.join(repr(d) for d in dupes)} more than once",
                            key=key, file=str(p), line=1 if fmt != "parquet" else None)
@@ -176,11 +179,23 @@ def read_table_source(path: Any, *, format: str | None = "auto", delimiter: str 
     return frame, TableFile(p, fmt, sep, text_encoding)
 
 
+def _header_names(path: Path, delimiter: str, encoding: str) -> list[str] | None:
+    """The header record as the file writes it: pandas renames a repeated name to 'name.1' without a word."""
+    if len(delimiter) != 1:
+        return None
+    with open(path, newline="", encoding=encoding, errors="replace") as fh:
+        for record in csv.reader(fh, delimiter=delimiter):
+            if any(field.strip() for field in record):
+                return record
+    return None
+
+
 def check_columns(names: Iterable[str], available: Iterable[str], key: str, what: str, file: Path | None) -> None:
     """Every name must be a column: else a NetkilnError with did-you-mean and the available columns."""
     available = [str(a) for a in available]
+    known = set(available)                  # a set: 50,000 names checked against 50,000 columns stay linear
     for n in names:
-        if n not in available:
+        if n not in known:
             shown = ", ".join(available[:30]) + (" ..." if len(available) > 30 else "")
             raise NetkilnError(f"unknown {what} column {n!r}.{did_you_mean(str(n), available)} "
                                f"Columns: {shown}.", key=key, file=str(file) if file else None, column=None)

@@ -79,8 +79,8 @@ class TablePlan:
     task: str
     missing: str
     impute: dict[str, str]
-    forced_categorical: list[str]
-    forced_numeric: list[str]
+    forced_categorical: set[str]
+    forced_numeric: set[str]
     encoding: str
     encodings: dict[str, str]
     max_categories: int
@@ -111,14 +111,15 @@ def _plan(node: dict, path: str, columns: list[str], tf: TableFile) -> TablePlan
     drop = _names(node, "drop", path) or []
     check_columns(drop, columns, f"{path}.drop", "drop", file)
     features = _names(node, "features", path)
+    targets, dropped = set(target), set(drop)     # sets: membership per column must not scan a list
     if features is None:
-        features = [c for c in columns if c not in target and c not in drop and c != split_column]
+        features = [c for c in columns if c not in targets and c not in dropped and c != split_column]
     else:
         check_columns(features, columns, f"{path}.features", "feature", file)
-        both = [c for c in features if c in target]
+        both = [c for c in features if c in targets]
         if both:
             raise NetkilnError(f"column {both[0]!r} is both a feature and the target", key=f"{path}.features")
-        features = [c for c in features if c not in drop]
+        features = [c for c in features if c not in dropped]
     if not features:
         raise NetkilnError("no feature columns are left after removing the target and the dropped columns",
                            key=f"{path}.features", file=str(file))
@@ -145,7 +146,7 @@ def _plan(node: dict, path: str, columns: list[str], tf: TableFile) -> TablePlan
         row_filter.check_columns(columns, str(file))
     return TablePlan(
         target=target, features=features, task=get_choice(node, "task", "auto", TASK_CHOICES, path),
-        missing=missing, impute=impute, forced_categorical=categorical, forced_numeric=numeric,
+        missing=missing, impute=impute, forced_categorical=set(categorical), forced_numeric=set(numeric),
         encoding=get_choice(node, "categorical_encoding", "onehot", ENCODINGS, path), encodings=encodings,
         max_categories=get_int(node, "max_categories", 50, path, minimum=2),
         scale=get_choice(node, "scale", "standard", SCALES, path), filter=flt, split_column=split_column,
@@ -204,14 +205,14 @@ def _is_bool_like(series) -> bool:
 
 
 def _to_numeric(series, col: str, tf: TableFile | None, key: str | None, forced: bool = False):
-    """A float64 numpy array; a value that is not a number raises a NetkilnError with its line."""
+    """A float64 numpy array; a value that is not a number, or is infinite, raises a NetkilnError with its line."""
     import pandas as pd
 
     if _is_bool_like(series):
         return series.map(lambda v: np.nan if v is None or (isinstance(v, float) and math.isnan(v))
                           else float(bool(v))).to_numpy(dtype=np.float64)
     if pd.api.types.is_numeric_dtype(series.dtype):
-        return series.to_numpy(dtype=np.float64, na_value=np.nan)
+        return _refuse_infinite(series.to_numpy(dtype=np.float64, na_value=np.nan), series, col, tf, key)
     text = series.astype(object).where(series.notna(), None)
     num = pd.to_numeric(text.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
     bad = num.isna() & series.notna()
@@ -225,13 +226,28 @@ def _to_numeric(series, col: str, tf: TableFile | None, key: str | None, forced:
         if tf is not None:
             raise tf.error(msg, int(row), key=key, column=col)
         raise NetkilnError(f"row {row}: {msg}", key=key, column=col)
-    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+    return _refuse_infinite(num.to_numpy(dtype=np.float64, na_value=np.nan), series, col, tf, key)
+
+
+def _refuse_infinite(values: np.ndarray, series, col: str, tf: TableFile | None, key: str | None) -> np.ndarray:
+    """'inf' parses as a number, but no statistic or model survives it: refuse it at its own line, before
+    standardisation turns the whole column into NaN (which used to blame the first row)."""
+    infinite = np.isinf(values)
+    if not infinite.any():
+        return values
+    row = series.index[np.flatnonzero(infinite)[0]]
+    count = int(infinite.sum())
+    msg = (f"infinite value {series.loc[row]!r} in the numeric column '{col}' ({count} such value"
+           f"{'s' if count != 1 else ''}). Replace it with a finite number, or blank it to read it as missing")
+    if tf is not None:
+        raise tf.error(msg, int(row), key=key, column=col)
+    raise NetkilnError(f"row {row}: {msg}", key=key, column=col)
 
 
 def _detect_kind(series, col: str, plan: TablePlan, tf: TableFile, path: str) -> str:
     import pandas as pd
 
-    if col in plan.forced_categorical:
+    if col in plan.forced_categorical:        # sets (see _plan)
         return "categorical"
     dt = series.dtype
     if col in plan.forced_numeric:

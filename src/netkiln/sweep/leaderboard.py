@@ -14,7 +14,7 @@ from pathlib import Path
 from netkiln.artifacts.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 
-_STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "incomplete": 3}
+_STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "damaged": 3, "incomplete": 4}
 # Overrides a sweeper adds for its own bookkeeping; not part of what a user compares.
 _HIDDEN_PREFIXES = ("hydra.", "+hydra.", "optuna_trial=")
 
@@ -33,10 +33,45 @@ class Trial:
         return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
+class _Damaged(Exception):
+    """A trial file that is not what netkiln writes (torn by a crash, or edited): the trial is listed as damaged."""
+
+
 def _read_overrides(trial_dir: Path) -> list[str]:
-    from omegaconf import OmegaConf
-    overrides = OmegaConf.load(trial_dir / ".hydra" / "overrides.yaml")
-    return [str(o) for o in overrides if not str(o).startswith(_HIDDEN_PREFIXES)]
+    import yaml
+
+    from netkiln.safe_yaml import safe_load_file
+
+    try:
+        overrides = safe_load_file(trial_dir / ".hydra" / "overrides.yaml")
+    except (OSError, yaml.YAMLError) as err:
+        mark = getattr(err, "problem_mark", None)
+        reason = (f"{err.problem}, line {mark.line + 1}" if mark is not None and getattr(err, "problem", None)
+                  else " ".join(str(err).split()))
+        raise _Damaged(f"unreadable .hydra/overrides.yaml ({reason})") from None
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise _Damaged(".hydra/overrides.yaml is not a list of overrides")
+    return [o for o in overrides if not o.startswith(_HIDDEN_PREFIXES)]
+
+
+def _read_metrics(path: Path) -> dict:
+    """metrics.json as the leaderboard reads it: an object whose monitored value is a number (or null)."""
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise _Damaged(f"unreadable {path.name} ({err})") from None
+    if not isinstance(metrics, dict):
+        raise _Damaged(f"{path.name} holds {type(metrics).__name__ if metrics is not None else 'null'}, "
+                       "not an object")
+    monitored = metrics.get("monitored")
+    if monitored is not None and (isinstance(monitored, bool) or not isinstance(monitored, (int, float))):
+        raise _Damaged(f"{path.name}: monitored is {monitored!r}, not a number")
+    for section in ("val", "test", "params"):
+        if metrics.get(section) is not None and not isinstance(metrics[section], dict):
+            raise _Damaged(f"{path.name}: {section} is {metrics[section]!r}, not an object")
+    if not isinstance(metrics.get("status", "ok"), str):
+        raise _Damaged(f"{path.name}: status is {metrics['status']!r}, not a word")
+    return metrics
 
 
 def trial_folders(sweep_dir: Path) -> list[Path]:
@@ -49,15 +84,15 @@ def collect_trials(sweep_dir: Path) -> list[Trial]:
     trials = []
     for child in trial_folders(sweep_dir):
         metrics_path = child / "metrics.json"
-        metrics, status = {}, "incomplete"
-        if metrics_path.is_file():
-            try:
-                metrics = json.loads(metrics_path.read_text())
+        metrics, status, overrides = {}, "incomplete", []
+        try:
+            overrides = _read_overrides(child)
+            if metrics_path.is_file():
+                metrics = _read_metrics(metrics_path)
                 status = metrics.get("status", "ok")
-            except json.JSONDecodeError:
-                status = "failed"
-                metrics = {"error": f"unreadable {metrics_path.name}"}
-        trials.append(Trial(child.name, child, _read_overrides(child), status, metrics))
+        except _Damaged as err:          # listed with the reason; the other trials are still ranked
+            metrics, status = {"error": str(err)}, "damaged"
+        trials.append(Trial(child.name, child, overrides, status, metrics))
     return trials
 
 
@@ -186,7 +221,8 @@ def print_leaderboard(board: Leaderboard) -> None:
 
     test_columns = [c for c in _columns(board.rows) if c.startswith("test/") and c != "test/loss"][:2]
     columns = ["rank", "trial", "status", "overrides", "value", *test_columns, "params", "epochs", "seconds"]
-    if board.failed:
+    with_errors = any(row["status"] in ("failed", "damaged") for row in board.rows)
+    if with_errors:
         columns.append("error")
     monitor = board.best.metrics.get("monitor") if board.best else "value"
     table = Table(title=f"Leaderboard: {board.sweep_dir}")
@@ -195,9 +231,9 @@ def print_leaderboard(board: Leaderboard) -> None:
         table.add_column(monitor if column == "value" else column, overflow="fold",
                          justify="left" if left else "right", min_width=16 if column == "overrides" else None)
     for row in board.rows:
-        style = {"failed": "red", "pruned": "yellow", "incomplete": "dim"}.get(row["status"])
+        style = {"failed": "red", "damaged": "red", "pruned": "yellow", "incomplete": "dim"}.get(row["status"])
         cells = [_fmt(row.get(c)) for c in columns]
-        if board.failed and len(cells[-1]) > 50:      # the full error is in leaderboard.md
+        if with_errors and len(cells[-1]) > 50:      # the full error is in leaderboard.md
             cells[-1] = cells[-1][:49] + "…"
         table.add_row(*cells, style=style)
     console = Console(width=max(Console().width, 120))

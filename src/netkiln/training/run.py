@@ -122,7 +122,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
 
     from netkiln.data.fingerprint import pin_data_files
     data_files = pin_data_files(cfg.data)     # absolute paths and fingerprints of the files about to be read
-    dataset, network = build_data_and_model(cfg)
+    dataset, network = build_data_and_model(cfg, training=True)
     from netkiln.auto_model import record_picked_model
     record_picked_model(cfg, run_dir)       # model=auto: .hydra/config.yaml shows the layers used
     task = dataset.task
