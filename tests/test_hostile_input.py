@@ -274,3 +274,13 @@ def test_bundle_table_preparation_is_checked():
     column["outputs"] = ["size=S"]
     with pytest.raises(NetkilnError, match=r"columns\[0\].outputs: expected one output per category"):
         check_preprocessing(prep, config, Path("preprocessing.json"), "run")
+
+
+def test_bundle_config_checks_types_not_ranges_the_trainer_allows():
+    from netkiln.artifacts.bundle_schema import check_config
+    from netkiln.errors import NetkilnError
+
+    config = {"task": {"kind": "regression", "num_outputs": 1}, "input_shape": [4], "layout": "flat", "seed": -1}
+    check_config(config, Path("config.yaml"), "run")                   # train accepts seed=-1
+    with pytest.raises(NetkilnError, match='seed: expected an integer, got "1"'):
+        check_config({**config, "seed": "1"}, Path("config.yaml"), "run")

@@ -120,8 +120,8 @@ def check_config(config: dict, file: Path, key: str) -> None:
             _shape(config["input_shape"], "input_shape")
         if "layout" in config:
             _choice(config["layout"], "layout", LAYOUTS)
-        if "seed" in config:
-            _int(config["seed"], "seed", 0)
+        if "seed" in config and not _is_int(config["seed"]):
+            raise _Bad("seed", "an integer", config["seed"])
         for name in ("data", "loss"):
             if config.get(name) is not None:
                 _mapping(config[name], name)
