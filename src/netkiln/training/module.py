@@ -34,7 +34,8 @@ class NetkilnModule(pl.LightningModule):
                  train_batches: TrainChunks, val_batches: EvalBatches | None, batch_size: int,
                  max_epochs: int, max_steps: int, mode: str, monitor: str,
                  gradient_clip_val: float | None = None, allow_targets: bool = False,
-                 fused_validation: bool = True, compile_args: dict | None = None, target_scale=None):
+                 fused_validation: bool = True, compile_args: dict | None = None, target_scale=None,
+                 per_step_hooks: bool = False):
         super().__init__()
         self.automatic_optimization = False
         self.network = network
@@ -51,6 +52,8 @@ class NetkilnModule(pl.LightningModule):
         self._interval = scheduler_interval(scheduler_cfg)
         self.fused_validation = fused_validation and val_batches is not None
         self.compile_args = compile_args
+        # A user callback needs on_before_backward / on_after_backward / on_before_optimizer_step: Lightning's step.
+        self.per_step_hooks = per_step_hooks
         # Regression trained on a scaled target (train batches hold it scaled, validation batches in the target's
         # units): the validation loss scales y as training did; the metrics see predictions in the target's units.
         self.target_scale = target_scale
@@ -115,7 +118,7 @@ class NetkilnModule(pl.LightningModule):
     def on_train_start(self):
         if self.compile_args is not None:
             self._set_train_forward(torch.compile(self.network, **self.compile_args))
-        self._plain_step = self._plain_step_ok()
+        self._plain_step = self._plain_step_ok() and not self.per_step_hooks
         self._progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
 
     def training_step(self, chunk, chunk_idx):

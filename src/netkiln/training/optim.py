@@ -13,10 +13,11 @@ _SCHEDULER_KEYS = {"interval"}
 
 
 # Without allow_targets=true a config may only name these (a shared config or a bundle must not make netkiln
-# import and call arbitrary code): the module whose classes may be named, and the base class they must extend.
+# import and call arbitrary code): the modules whose classes may be named, and the base class they must extend.
 _KINDS = {
-    "optimizer": ("torch.optim", "torch.optim.Optimizer"),
-    "scheduler": ("torch.optim.lr_scheduler", "torch.optim.lr_scheduler.LRScheduler"),
+    "optimizer": (("torch.optim",), "torch.optim.Optimizer"),
+    "scheduler": (("torch.optim.lr_scheduler", "torch.optim"), "torch.optim.lr_scheduler.LRScheduler"),
+    "callback": (("pytorch_lightning.callbacks", "lightning.pytorch.callbacks"), "pytorch_lightning.Callback"),
 }
 
 
@@ -26,6 +27,9 @@ def _base_classes(kind: str) -> tuple:
 
     if kind == "optimizer":
         return (torch.optim.Optimizer,), (torch.optim.Optimizer,)
+    if kind == "callback":
+        import pytorch_lightning as pl
+        return (pl.Callback,), (pl.Callback,)
     from torch.optim import lr_scheduler
     abstract = (lr_scheduler.LRScheduler, getattr(lr_scheduler, "_LRScheduler", lr_scheduler.LRScheduler))
     return (lr_scheduler.LRScheduler, lr_scheduler.ReduceLROnPlateau), abstract
@@ -37,19 +41,20 @@ def _is_kind(cls, kind: str) -> bool:
 
 
 def _known_classes(kind: str) -> list[str]:
-    module_name = _KINDS[kind][0]
+    module_name = _KINDS[kind][0][0]
     module = importlib.import_module(module_name)
     return [f"{module_name}.{n}" for n in dir(module) if not n.startswith("_") and _is_kind(getattr(module, n), kind)]
 
 
-def _resolve_class(target, key: str, kind: str, allow_targets: bool = False):
-    """The class named by `<key>._target_`: an optimizer / LR scheduler class, from torch.optim unless allow_targets."""
+def resolve_class(target, key: str, kind: str, allow_targets: bool = False):
+    """The class named by `<key>._target_`: an optimizer, LR scheduler or Lightning callback class, from its trusted
+    modules (torch.optim, pytorch_lightning.callbacks) unless allow_targets."""
     where = f"{key}._target_"
     target = str(target)
     module_name, _, attr = target.rpartition(".")
-    allowed_module = _KINDS[kind][0]
-    if not allow_targets and module_name not in (allowed_module, "torch.optim") and \
-            not module_name.startswith(allowed_module + "."):
+    trusted = _KINDS[kind][0]
+    allowed_module = trusted[0]
+    if not allow_targets and module_name not in trusted and not module_name.startswith(tuple(m + "." for m in trusted)):
         raise NetkilnError(f"'{target}' is not a {allowed_module} {kind} class. A config may only name "
                            f"{allowed_module} classes here (netkiln does not import other code named in a config); "
                            "if you trust this config, pass allow_targets=true.", key=where)
@@ -64,7 +69,7 @@ def _resolve_class(target, key: str, kind: str, allow_targets: bool = False):
     return cls
 
 
-def _check_args(cls, args: dict, key: str, skip: int) -> None:
+def check_args(cls, args: dict, key: str, skip: int) -> None:
     """Reject arguments the class does not take (with a did-you-mean) and required ones that are missing or null
     (skip = leading positional args)."""
     try:
@@ -98,9 +103,9 @@ def build_optimizer(optimizer_cfg, params, *, allow_targets: bool = False):
     if "_target_" not in cfg:
         raise NetkilnError("the optimizer config needs a _target_ (pick one with optimizer=adam|adamw|sgd|rmsprop).",
                            key="optimizer")
-    cls = _resolve_class(cfg["_target_"], "optimizer", "optimizer", allow_targets)
+    cls = resolve_class(cfg["_target_"], "optimizer", "optimizer", allow_targets)
     args = {k: v for k, v in cfg.items() if k not in _META_KEYS}
-    _check_args(cls, args, "optimizer", skip=1)
+    check_args(cls, args, "optimizer", skip=1)
     try:
         return cls(params, **args)
     except (ValueError, TypeError) as err:
@@ -126,7 +131,7 @@ def build_scheduler(scheduler_cfg, optimizer, *, max_epochs: int, steps_per_epoc
             raise NetkilnError(f"scheduler settings {sorted(cfg)} given without a _target_; pick one with "
                                "scheduler=cosine|plateau|onecycle|step.", key="scheduler")
         return None
-    cls = _resolve_class(cfg["_target_"], "scheduler", "scheduler", allow_targets)
+    cls = resolve_class(cfg["_target_"], "scheduler", "scheduler", allow_targets)
     interval = scheduler_interval(cfg)
     args = {k: v for k, v in cfg.items() if k not in _META_KEYS | _SCHEDULER_KEYS}
     total_steps = steps_per_epoch * max_epochs
@@ -143,7 +148,7 @@ def build_scheduler(scheduler_cfg, optimizer, *, max_epochs: int, steps_per_epoc
             if name not in auto_values:
                 raise NetkilnError(f"'{name}' cannot be auto.", key=f"scheduler.{name}")
             args[name] = auto_values[name]
-    _check_args(cls, args, "scheduler", skip=1)
+    check_args(cls, args, "scheduler", skip=1)
     try:
         return cls(optimizer, **args)
     except (ValueError, TypeError) as err:

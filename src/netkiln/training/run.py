@@ -118,6 +118,9 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     kwargs = trainer_kwargs(cfg.trainer)
     from netkiln.training.tracking import log_run_end, make_loggers
     loggers = make_loggers(cfg.get("logger"), run_dir)     # before the data: a missing package is a config error
+    from netkiln.training.trainer import fast_path_hooks, make_extra_callbacks
+    user_callbacks = make_extra_callbacks((cfg.get("callbacks") or {}).get("extra"), has_logger=bool(loggers),
+                                          allow_targets=bool(cfg.get("allow_targets", False)))
     pl.seed_everything(seed, workers=True, verbose=False)
 
     from netkiln.data.fingerprint import pin_data_files
@@ -158,6 +161,12 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     summary = summary_table(network)
     write_text_atomic(run_dir / "summary.txt", summary + "\n")
 
+    hooked = fast_path_hooks(user_callbacks)
+    if hooked:
+        # Lightning calls these per batch, per optimizer step, per validation epoch; the fast path would not.
+        log.info("callbacks.extra override %s: steps_per_execution=1, Lightning's optimizer step and validation "
+                 "loop for this run", ", ".join(hooked))
+        chunk = 1
     module = NetkilnModule(
         network, task, loss_fn, optimizer_cfg=cfg.optimizer, scheduler_cfg=cfg.get("scheduler"),
         train_batches=TrainChunks(dataset.x_train, dataset.y_train if target_scale is None
@@ -166,7 +175,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         batch_size=batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=mode, monitor=monitor,
         gradient_clip_val=clip, allow_targets=bool(cfg.get("allow_targets", False)),
-        fused_validation=_validates_once_per_epoch(kwargs), compile_args=compile_args, target_scale=target_scale)
+        fused_validation=_validates_once_per_epoch(kwargs) and not hooked, compile_args=compile_args,
+        target_scale=target_scale, per_step_hooks=bool(hooked))
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 
@@ -175,7 +185,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         warnings.filterwarnings("ignore", message="Total length of `list` across ranks is zero")
     callbacks = make_callbacks(cfg.get("callbacks"), run_dir=run_dir, monitor=monitor, mode=mode,
                                history_metrics=logged_metrics(task)) + progress_bar_callbacks(kwargs) \
-        + list(extra_callbacks)
+        + list(extra_callbacks) + user_callbacks
     try:
         trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=loggers or False, default_root_dir=str(run_dir),
                              plugins=[AtomicCheckpointIO()])
