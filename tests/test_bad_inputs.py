@@ -2,8 +2,8 @@
 
 Exit code 2; stderr is one line, `netkiln <command>: error: <paragraph>`, naming the config key or the file (and its
 line/column where there is one); no Python traceback; and nothing half-written: the only new files are the ones a
-run writes before it starts (.hydra/, train.log, summary.txt), never metrics.json, checkpoints, a model bundle, an
-output file or a temporary file.
+run writes before it starts (.hydra/, train.log, summary.txt) and its record of the failure (metrics.json saying
+`"status": "failed"` with the error), never checkpoints, a model bundle, an output file or a temporary file.
 
 Placeholders in a case: {data} bad data files, {conf} a user config folder with bad model files, {run} a trained
 run (tiny, shared), {bad} copies of it with a damaged bundle, {tmp} this test's folder. `train` cases get TINY
@@ -183,7 +183,7 @@ CASES = [
 # What a run may write before it fails: complete files only.
 ALLOWED_NEW = {".hydra", ".hydra/config.yaml", ".hydra/hydra.yaml", ".hydra/overrides.yaml", "run", "run/.hydra",
                "run/.hydra/config.yaml", "run/.hydra/hydra.yaml", "run/.hydra/overrides.yaml", "run/train.log",
-               "run/summary.txt"}
+               "run/summary.txt", "run/metrics.json"}
 
 
 def _write_data(d: Path) -> None:
@@ -415,4 +415,7 @@ def test_bad_input(world, tmp_path, capsys, monkeypatch, argv, expected):
         new = _files(folder) - before[str(folder)]
         if folder == tmp_path:
             new -= ALLOWED_NEW
+            if (tmp_path / "run" / "metrics.json").exists():       # a failed run's record: the error, no results
+                record = json.loads((tmp_path / "run" / "metrics.json").read_text())
+                assert record["status"] == "failed" and record["error"]
         assert not new, f"files left behind in {folder}: {sorted(new)}"

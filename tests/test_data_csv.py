@@ -350,7 +350,8 @@ def test_cli_bad_csv_exits_2_without_traceback(tmp_path, mixed, capsys):
                f"hydra.run.dir={run}"])
     err_text = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err_text and "Did you mean 'label'" in err_text
-    assert not (run / "metrics.json").exists() and not (run / "summary.txt").exists()
+    assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
+    assert not (run / "summary.txt").exists()
     assert not (run / "checkpoints").exists()
 
 

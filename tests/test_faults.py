@@ -190,7 +190,7 @@ def test_disk_full_writing_a_checkpoint(tmp_path, monkeypatch, capsys):
     assert "last.ckpt" in line and "disk is full" in line and "Traceback" not in err
     assert checkpoint_epoch(run / "checkpoints" / "last.ckpt") == 1            # the write before, intact
     assert len(history_epochs(run)) >= 3                  # history.csv is kept too
-    assert not temp_files(run) and not (run / "metrics.json").exists() and not (run / "model").exists()
+    assert not temp_files(run) and metrics(run)["status"] == "failed" and not (run / "model").exists()
 
 
 def test_disk_full_writing_the_bundle_then_resume(tmp_path, monkeypatch, capsys, straight):
@@ -224,4 +224,4 @@ def test_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(tmp_path, cap
     assert "at epoch 1" in line and "optimizer step" in line and "lower learning rate" in line
     assert checkpoint_epoch(run / "checkpoints" / "last.ckpt") == 0            # finite weights of epoch 0
     assert history_epochs(run) == [0]
-    assert not (run / "metrics.json").exists() and not (run / "model").exists() and not temp_files(run)
+    assert metrics(run)["status"] == "failed" and not (run / "model").exists() and not temp_files(run)

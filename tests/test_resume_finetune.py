@@ -67,9 +67,9 @@ def test_finetune_with_frozen_layers(tmp_path, capsys):
     assert main(["train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={base}"]) == 0
     tuned = tmp_path / "tuned"
     assert main(["train", *TINY, "trainer.max_epochs=2", f"hydra.run.dir={tuned}", f"init_from={base}",
-                 "freeze=[0,dense]", "optimizer.lr=0.05"]) == 0
+                 "freeze=[dense]", "optimizer.lr=0.05"]) == 0
     summary = (tuned / "summary.txt").read_text()
-    frozen_params = 8 * 128 + 128          # the first dense layer; flatten (index 0) has none
+    frozen_params = 8 * 128 + 128          # the first dense layer
     assert f"Non-trainable params: {frozen_params:,}" in summary
     metrics = read_metrics(tuned)
     assert metrics["params"]["non_trainable"] == frozen_params
@@ -81,7 +81,7 @@ def test_finetune_with_frozen_layers(tmp_path, capsys):
     trained = [k for k in before if not k.startswith("layers.1.") and not torch.equal(before[k], after[k])]
     assert trained, "the unfrozen layers kept training"
     meta = json.loads((tuned / "model" / "meta.json").read_text())
-    assert meta["init_from"] == str(base) and meta["freeze"] == [0, "dense"]
+    assert meta["init_from"] == str(base) and meta["freeze"] == ["dense"]
 
     # A new head for 4 classes: the body comes from the bundle, the head starts fresh.
     assert main(["train", *TINY, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'four'}", f"init_from={base}",

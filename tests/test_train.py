@@ -115,7 +115,7 @@ def test_nan_loss_stops_with_a_clear_error(tmp_path, capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "epoch" in err and "lower learning rate" in err
-    assert not (run / "metrics.json").exists()
+    assert read_metrics(run)["status"] == "failed"
 
 
 @pytest.mark.parametrize("override, key", [
@@ -133,7 +133,9 @@ def test_config_errors_name_the_key(tmp_path, capsys, override, key):
     assert rc == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err
-    assert not (run / "metrics.json").exists()
+    # Refused while composing: no run directory; refused in the run: its metrics.json says why.
+    assert not run.exists() or read_metrics(run) == {"status": "failed", "error": read_metrics(run)["error"]}
+    assert not run.exists() or key in read_metrics(run)["error"]
 
 
 def test_training_data_too_large_for_the_device_streams_from_host(monkeypatch):

@@ -89,14 +89,15 @@ def explain_picked_model(name: str | None):
                              "e.g. model=mlp, model=gru)", key=err.key, layer=err.layer) from None
 
 
-def record_picked_model(cfg, run_dir: Path) -> None:
-    """After model=auto, rewrite the run's saved config (Hydra wrote it before the pick) with the model used."""
+def record_picked_model(cfg, run_dir: Path, *, changed: bool = False) -> None:
+    """After model=auto (or `changed`: init_from's model and data), rewrite the run's saved config (Hydra wrote it
+    before) with the model used."""
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
     from netkiln.artifacts.files import write_text_atomic
 
-    picked = str(cfg.model.get("description") or "").startswith(PICKED)
+    picked = changed or str(cfg.model.get("description") or "").startswith(PICKED)
     if not picked or not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:
         return
     saved = Path(run_dir) / HydraConfig.get().output_subdir / "config.yaml"

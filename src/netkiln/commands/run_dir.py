@@ -23,14 +23,14 @@ def earlier_run(run_dir: Path) -> str | None:
     """'a finished run' / 'an unfinished run' when the folder holds a training record, else None."""
     metrics = run_dir / "metrics.json"
     checkpoints = run_dir / "checkpoints"
-    if not (metrics.exists() or (run_dir / "model").exists()
-            or (checkpoints.is_dir() and any(checkpoints.iterdir()))):
-        return None         # empty, or a run that failed on bad input (only .hydra/, train.log, summary.txt)
     try:
-        finished = json.loads(metrics.read_text()).get("status") == "ok"
+        status = json.loads(metrics.read_text()).get("status") if metrics.exists() else None
     except (OSError, ValueError, AttributeError):
-        finished = False
-    return "a finished run" if finished else "an unfinished run"
+        status = "damaged"
+    trained = (run_dir / "model").exists() or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+    if not trained and status in (None, "failed"):
+        return None         # empty, or a run that failed on bad input (.hydra/, train.log, a `failed` metrics.json)
+    return "a finished run" if status == "ok" else "an unfinished run"
 
 
 class RunDirCallback(Callback):

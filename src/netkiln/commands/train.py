@@ -63,7 +63,11 @@ def _task(cfg) -> float:
     _set_threads(cfg, hydra_cfg)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
-        metrics = train(cfg, run_dir)
+        try:
+            metrics = train(cfg, run_dir)
+        except Exception as err:
+            _record_failure(cfg, run_dir, err)
+            raise
         _report(metrics, run_dir)
         return metrics["monitored"]
     # In a sweep, one failing trial must not end the sweep: record it and move on.
@@ -86,6 +90,36 @@ def _task(cfg) -> float:
     return metrics["monitored"]
 
 
+def _record_failure(cfg, run_dir: Path, err: Exception) -> None:
+    """A run that failed: train.log holds the error and metrics.json says `failed` (as a failed sweep trial's),
+    except where metrics.json is another record: a resumed run's own, kept as it was."""
+    import json
+    import sys
+
+    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.commands.hydra_app import _user_error_message
+    from netkiln.commands.run_dir import _secondary_rank
+
+    message = _user_error_message(err)
+    # To train.log only: the CLI prints the error line on the terminal itself.
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "run failed: %s",
+                            (message or f"{type(err).__name__}: {err}",), None if message else sys.exc_info())
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
+    metrics = run_dir / "metrics.json"
+    try:
+        earlier = json.loads(metrics.read_text()).get("status") if metrics.exists() else "failed"
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if cfg.get("resume") or earlier != "failed" or _secondary_rank():
+        return
+    try:
+        write_json_atomic(metrics, {"status": "failed", "error": message or f"{type(err).__name__}: {err}"})
+    except OSError:
+        pass        # a full disk: the error line says so, and train.log holds it where it could be written
+
+
 def _report(metrics: dict, run_dir: Path) -> None:
     test = ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items())
     val = ", ".join(f"{k}={v:.4f}" for k, v in metrics["val"].items())
@@ -103,6 +137,15 @@ def run(command: str, argv: list[str]) -> int:
     from netkiln.sweep import callback
 
     callback.last_leaderboard = None
+    from netkiln.commands.hydra_app import EXIT_BAD_INPUT
+    from netkiln.commands.resume import resume_argv
+    from netkiln.errors import NetkilnError
+    try:
+        argv = resume_argv(argv)        # resume=true: the run's own saved overrides first
+    except NetkilnError as err:
+        import sys
+        sys.stderr.write(f"netkiln {command}: error: {err}\n")
+        return EXIT_BAD_INPUT
     try:
         code = run_hydra(command, argv, _task)
     finally:

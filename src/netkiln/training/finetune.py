@@ -25,9 +25,14 @@ def _plain_list(value: Any) -> list:
 
 def layer_indices(network, refs: Any, key: str = "freeze") -> list[int]:
     """Top-level layer indices for a list of indices (negative counts from the end) or layer names."""
+    return [idx for _, idx in _layer_refs(network, refs, key)]
+
+
+def _layer_refs(network, refs: Any, key: str) -> list[tuple[str, int]]:
+    """(config key, top-level layer index) of each layer `refs` names, each layer once."""
     names = list(network.layer_names)
     n = len(names)
-    out: list[int] = []
+    out: list[tuple[str, int]] = []
     for i, ref in enumerate(_plain_list(refs)):
         where = f"{key}[{i}]"
         if isinstance(ref, bool) or not isinstance(ref, (int, str)):
@@ -44,8 +49,8 @@ def layer_indices(network, refs: Any, key: str = "freeze") -> list[int]:
                 raise NetkilnError(f"no layer named {ref!r}.{did_you_mean(ref, names)} "
                                    f"Layers: {', '.join(names)}.", key=where)
             idx = names.index(ref)
-        if idx not in out:
-            out.append(idx)
+        if idx not in [seen for _, seen in out]:
+            out.append((where, idx))
     return out
 
 
@@ -57,8 +62,11 @@ def _train_stays_eval(self, mode: bool = True):
 def freeze_layers(network, refs: Any, key: str = "freeze") -> list[str]:
     """Stop gradients to the named top-level layers; returns their names."""
     frozen = []
-    for idx in layer_indices(network, refs, key):
+    for where, idx in _layer_refs(network, refs, key):
         layer = network.layers[idx]
+        if not any(True for _ in layer.parameters()):
+            raise NetkilnError(f"layer {network.layer_names[idx]} has no weights to freeze; name layers that have "
+                               "weights (dense, conv, recurrent, batchnorm, embedding).", key=where)
         for p in layer.parameters():
             p.requires_grad_(False)
         for m in layer.modules():
@@ -110,6 +118,46 @@ def init_from_bundle(network, run: Any, *, frozen: list[str] = (), allow_targets
                     len(skipped), ", ".join(layers))
     log.info("init_from: loaded %d of %d tensors from %s", len(loaded), len(own), bundle.path)
     return {"run": str(bundle.run_dir), "loaded": len(loaded), "skipped": skipped}
+
+
+def use_bundle_config(cfg) -> list[str]:
+    """init_from=RUN: train the bundle's model, unless the config names one (model=auto, the default, names none),
+    on the bundle's data, unless the command line says data=...; its model.* / data.* overrides apply on top.
+    Returns the parts taken from the bundle."""
+    init_from = cfg.get("init_from")
+    if init_from in (None, ""):
+        return []
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf, open_dict
+
+    from netkiln.artifacts.bundle import read_bundle
+    from netkiln.auto_model import is_auto
+
+    given = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides = OverridesParser.create().parse_overrides(given)
+    taken = [part for part, take in (("model", is_auto(cfg.model) and cfg.model.get("layers") is None),
+                                     ("data", all(o.key_or_group != "data" for o in overrides))) if take]
+    if not taken:
+        return []
+    bundle = read_bundle(init_from, allow_targets=bool(cfg.get("allow_targets", False)), key="init_from")
+    with open_dict(cfg):
+        for part in taken:
+            cfg[part] = OmegaConf.create(bundle.config[part])
+        for o in overrides:         # the command line's changes to what was taken, on top of the bundle's
+            key = o.key_or_group
+            if key.split(".")[0] not in taken or "." not in key:
+                continue
+            if key.startswith("model.vars."):
+                raise NetkilnError("init_from trains the bundle's model, whose layers are already written out: its "
+                                   "vars change nothing. Name a model (e.g. model=mlp) to set vars.", key=key)
+            if o.is_delete():
+                parent, _, leaf = key.rpartition(".")
+                OmegaConf.select(cfg, parent).pop(leaf, None)
+            else:
+                OmegaConf.update(cfg, key, o.value(), force_add=True)
+    log.info("init_from: the %s of %s", " and ".join(taken), bundle.path)
+    return taken
 
 
 def apply_finetune(cfg, network) -> dict:

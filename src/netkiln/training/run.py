@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import sys
 import threading
@@ -61,7 +62,8 @@ def _validates_once_per_epoch(trainer_kwargs: dict) -> bool:
 def _record_interrupt(run_dir: Path, trainer, monitor: str, mode: str, seconds: float) -> None:
     """metrics.json for a run stopped with Ctrl-C: how far it got and how to continue."""
     last = run_dir / "checkpoints" / "last.ckpt"
-    resume = f"netkiln train resume=true hydra.run.dir={run_dir}"
+    # The run's saved config supplies the rest (commands/resume.py); quoted so a shell takes the path whole.
+    resume = f"netkiln train resume=true {shlex.quote(f'hydra.run.dir={run_dir}')}"
     saved = getattr(trainer.checkpoint_callback, "last_saved_epoch", None)
     write_json_atomic(run_dir / "metrics.json", {
         "status": "interrupted", "monitor": monitor, "mode": mode, "epochs": trainer.current_epoch,
@@ -123,11 +125,13 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
                                           allow_targets=bool(cfg.get("allow_targets", False)))
     pl.seed_everything(seed, workers=True, verbose=False)
 
+    from netkiln.training.finetune import use_bundle_config
+    from_bundle = use_bundle_config(cfg)     # init_from=RUN: the bundle's model and data unless others are named
     from netkiln.data.fingerprint import pin_data_files
     data_files = pin_data_files(cfg.data)     # absolute paths and fingerprints of the files about to be read
     dataset, network = build_data_and_model(cfg, training=True)
     from netkiln.auto_model import record_picked_model
-    record_picked_model(cfg, run_dir)       # model=auto: .hydra/config.yaml shows the layers used
+    record_picked_model(cfg, run_dir, changed=bool(from_bundle))       # model=auto: .hydra/config.yaml shows the layers used
     task = dataset.task
     loss_name, loss_fn = make_loss(cfg.loss, task, train_targets=dataset.y_train)
     from netkiln.data.target_scale import TargetScale
@@ -159,7 +163,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.training.finetune import apply_finetune
     apply_finetune(cfg, network)            # init_from=RUN, freeze=[...]: before the summary shows frozen params
     summary = summary_table(network)
-    write_text_atomic(run_dir / "summary.txt", summary + "\n")
+    if not (cfg.resume and (run_dir / "summary.txt").exists()):     # a resume keeps the run's record
+        write_text_atomic(run_dir / "summary.txt", summary + "\n")
 
     hooked = fast_path_hooks(user_callbacks)
     if hooked:
