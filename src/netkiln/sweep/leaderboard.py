@@ -13,6 +13,7 @@ from pathlib import Path
 
 from netkiln.artifacts.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
+from netkiln.training.selection import tie_breaker_for
 
 _STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "damaged": 3, "incomplete": 4}
 # Overrides a sweeper adds for its own bookkeeping; not part of what a user compares.
@@ -96,14 +97,36 @@ def collect_trials(sweep_dir: Path) -> list[Trial]:
     return trials
 
 
+def _field(metrics: dict, section: str, name: str):
+    """metrics[section][name], or None where a damaged metrics.json lacks it."""
+    part = metrics.get(section)
+    return part.get(name) if isinstance(part, dict) else None
+
+
+def _number(value) -> float:
+    """A finite number for sorting; anything else sorts last."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return math.inf
+    return value if math.isfinite(value) else math.inf
+
+
 def rank(trials: list[Trial]) -> list[Trial]:
-    """Best first: finished trials by their monitored value, then pruned, failed and incomplete ones."""
+    """Best first: finished trials by their monitored value, then pruned, failed and incomplete ones.
+
+    Ties in the monitored value go to the lower validation loss, then to the cheaper trial (fewer parameters), as
+    early stopping and the best checkpoint break them (training/selection.py).
+    """
     def key(trial: Trial):
         value = trial.value
         if value is None:
-            return (_STATUS_ORDER.get(trial.status, 9), 1, 0.0)
-        signed = -value if trial.metrics.get("mode", "max") == "max" else value
-        return (_STATUS_ORDER.get(trial.status, 9), 0, signed)
+            return (_STATUS_ORDER.get(trial.status, 9), 1, 0.0, 0.0, 0.0)
+        m = trial.metrics
+        signed = -value if m.get("mode", "max") == "max" else value
+        tie_split, tie_name = (tie_breaker_for(str(m.get("monitor", ""))) or "/").split("/", 1)
+        tie = _number(_field(m, tie_split, tie_name)) if tie_name else 0.0
+        return (_STATUS_ORDER.get(trial.status, 9), 0, signed, tie, _number(_field(m, "params", "total")))
     return sorted(trials, key=key)
 
 
