@@ -177,6 +177,24 @@ def test_multi_target_regression_is_scaled_per_column(tmp_path):
     assert abs(predicted["prediction_small"].mean()) < 1
 
 
+def test_a_damaged_target_scale_is_refused(scaled_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "copy"
+    shutil.copytree(scaled_run, run)
+    path = run / "model" / "preprocessing.json"
+    prep = json.loads(path.read_text())
+    prep["preparation"]["target_scale"]["std"] = [0.0]
+    path.write_text(json.dumps(prep))
+    with pytest.raises(NetkilnError, match=r"preparation.target_scale.std\[0\]: expected a positive"):
+        read_bundle(run)
+    prep["preparation"]["target_scale"]["std"] = [1.0]
+    prep["preparation"]["unknown_categories"] = "sometimes"
+    path.write_text(json.dumps(prep))
+    with pytest.raises(NetkilnError, match="preparation.unknown_categories: expected 'warn' or 'error' or 'ignore'"):
+        read_bundle(run)
+
+
 # ------------------------------------------------------------------------------------------------ unseen categories
 def test_predict_warns_flags_or_refuses_unseen_categories(scaled_run, table, tmp_path, capsys):
     new = pd.read_csv(table).drop(columns=["mass"]).head(10)
