@@ -194,3 +194,36 @@ def test_keras_convnet_recipe_has_the_keras_layers(monkeypatch, capsys):
     # Keras's parameter counts: Conv2D 32 * (3*3*1 + 1), Conv2D 64 * (3*3*32 + 1), Dense 10 * (64*2*2 + 1).
     assert [line.split()[-1] for line in out.splitlines() if "(Conv2D)" in line or "(Dense)" in line] == \
         ["320", "18,496", "2,570"]
+
+
+# ------------------------------------------------------------------------------------------------ threads
+def test_auto_threads_one_for_small_models_more_for_large_ones_never_more_than_the_cores():
+    from netkiln.training.threads import FLOPS_PER_THREAD, auto_threads
+
+    assert auto_threads(6.3e6, 2) == 1                          # the default run's CNN at batch 100
+    assert auto_threads(0.99 * FLOPS_PER_THREAD, 16) == 1
+    assert auto_threads(2.5 * FLOPS_PER_THREAD, 16) == 2
+    assert auto_threads(50 * FLOPS_PER_THREAD, 2) == 2 and auto_threads(50 * FLOPS_PER_THREAD, 8) == 8
+
+
+def test_forward_flops_counts_a_batch_row_without_changing_the_network():
+    from netkiln.training.threads import forward_flops
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.BatchNorm1d(3))
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert forward_flops(net, torch.zeros(1, 4)) == 2 * 4 * 3        # one row through BatchNorm: eval mode
+    assert net.training and all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_threads_auto_is_the_default_and_logged(csv_run, monkeypatch):
+    from netkiln.training.threads import set_threads
+
+    run, _ = csv_run
+    assert "threads: 1 (auto: a batch's forward pass is" in (run / "train.log").read_text()
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: seen.append(n))
+    seen = []
+    net = torch.nn.Linear(4, 3)
+    assert set_threads("auto", net, torch.zeros(5, 4), 100) == 1 and seen == [1]
+    assert set_threads(3, net, torch.zeros(5, 4), 100) == 3 and seen == [1, 3]
+    with pytest.raises(NetkilnError, match="auto, a positive integer or null"):
+        set_threads("many", net, torch.zeros(5, 4), 100)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import traceback
 from pathlib import Path
 
@@ -31,26 +30,6 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
 
 
-def _set_threads(cfg, hydra_cfg) -> None:
-    """`threads=N` pins torch's CPU threads; otherwise trials running side by side (joblib) split the
-    cores instead of each spinning on all of them (oversubscribed OpenMP threads made a tiny model's
-    epoch tens of times slower here)."""
-    threads = cfg.get("threads")
-    if threads is None:
-        launcher = hydra_cfg.launcher
-        parallel = int(launcher.get("n_jobs") or 1) if "joblib" in str(launcher.get("_target_", "")) else 1
-        if parallel == -1:
-            parallel = os.cpu_count() or 1
-        if parallel <= 1:
-            return
-        threads = max(1, (os.cpu_count() or 1) // parallel)
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        from netkiln.errors import NetkilnError
-        raise NetkilnError(f"must be a positive integer or null, not {threads!r}.", key="threads")
-    import torch
-    torch.set_num_threads(threads)
-
-
 def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
@@ -60,7 +39,6 @@ def _task(cfg) -> float:
 
     _quiet_lightning()
     hydra_cfg = HydraConfig.get()
-    _set_threads(cfg, hydra_cfg)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if hydra_cfg.mode != RunMode.MULTIRUN:
         try:

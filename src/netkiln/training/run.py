@@ -130,6 +130,8 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     from netkiln.data.fingerprint import pin_data_files
     data_files = pin_data_files(cfg.data)     # absolute paths and fingerprints of the files about to be read
     dataset, network = build_data_and_model(cfg, training=True)
+    from netkiln.training.threads import set_threads
+    set_threads(cfg.get("threads"), network, dataset.x_train, batch_size)    # `auto`: from the model's size
     from netkiln.auto_model import record_picked_model
     record_picked_model(cfg, run_dir, changed=bool(from_bundle))       # model=auto: .hydra/config.yaml shows the layers used
     task = dataset.task
