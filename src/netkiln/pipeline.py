@@ -1,9 +1,6 @@
 """The one pipeline every command shares: composed config → dataset → compiled network."""
 from __future__ import annotations
 
-# The `_target_` classes a model config may name without allow_targets=true.
-TORCH_MODULES = ("torch.nn.",)
-
 
 def seed_of(cfg) -> int:
     """The top-level `seed` as an int; a NetkilnError naming `seed` otherwise."""
@@ -22,11 +19,11 @@ def build_data_and_model(cfg, *, training: bool = False):
 
     dataset = load_dataset(cfg.data, seed=seed_of(cfg))
     picked = resolve_auto_model(cfg, dataset.layout, dataset.input_shape)    # model=auto: cfg.model is now the pick
-    # A config names torch.nn modules only, unless the user trusts it with allow_targets=true.
+    # A config names torch.nn modules only (netkiln.trust), unless the user trusts it with allow_targets=true.
     trusted = bool(cfg.get("allow_targets", False))
     # Training holds the weights, their gradients and (Adam) two moments: 4 copies must fit in memory.
     with explain_picked_model(picked):
         network = compile_model(cfg.model, dataset.input_shape, dataset.task,
-                                target_prefixes=None if trusted else TORCH_MODULES,
+                                only_trusted=not trusted,
                                 memory_copies=4 if training else 1)
     return dataset, network

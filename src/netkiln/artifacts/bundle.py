@@ -8,8 +8,9 @@
 
 Saving stages the files in a temporary folder beside `model/` (each written under a temporary name and renamed)
 and then swaps the folder in, so a killed run never leaves a half-written bundle. Loading reads YAML with the safe
-loader, JSON and safetensors only, and compiles the model with netkiln's registered layers; a `_target_` anywhere
-in the bundle's config is refused unless the caller passes `allow_targets=True`.
+loader, JSON and safetensors only, and compiles the model with netkiln's registered layers; a `_target_` in the
+bundle's model follows the rule training follows (netkiln.trust): public torch.nn classes load, anything else is
+refused unless the caller passes `allow_targets=True`.
 """
 from __future__ import annotations
 
@@ -301,6 +302,7 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     from netkiln.data.row_filter import parse_filter
     from netkiln.interpolation import refuse_in_bundle
     from netkiln.safe_yaml import safe_load_file
+    from netkiln.trust import is_trusted_target
 
     from netkiln.artifacts import bundle_schema
 
@@ -323,12 +325,15 @@ def read_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
     data = config.get("data")
     if isinstance(data, dict) and data.get("filter") is not None:
         parse_filter(data["filter"], key="data.filter", file=str(path / "config.yaml"))
-    targets = find_targets(config.get("model"), "model")
-    if targets and not allow_targets:
-        where, target = targets[0]
+    # The rule training applies (netkiln.trust): public torch.nn classes load, anything else needs allow_targets.
+    untrusted = [(where, t) for where, t in find_targets(config.get("model"), "model")
+                 if not is_trusted_target(t, "model")]
+    if untrusted and not allow_targets:
+        where, target = untrusted[0]
         raise NetkilnError(f"the bundle's config names an arbitrary class to import ({where} = {target!r}); "
-                           "netkiln only builds its own registered layers from a bundle. If you trust this bundle, "
-                           "pass allow_targets=true.", key=key, file=str(path / "config.yaml"))
+                           "netkiln builds only its own registered layers and public torch.nn classes from a bundle. "
+                           "If you trust this bundle, pass allow_targets=true.", key=key,
+                           file=str(path / "config.yaml"))
     preprocessing = _read_json(path / "preprocessing.json", key)
     for needed in ("layout", "input_shape"):
         if needed not in preprocessing:
@@ -358,11 +363,12 @@ def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
 
     # The model planned on the meta device against the weights file's header: a damaged config (a huge
     # num_outputs or units) is refused before anything is allocated.
-    planned = plan_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
+    trust = {"allow_targets": True, "only_trusted": not allow_targets}    # the rule read_bundle checked
+    planned = plan_model(bundle.config["model"], bundle.input_shape, task, **trust)
     if planned is not None:
         check_weight_shapes(shapes(planned.state_dict()), safetensors_shapes(weights, key), weights, key)
     try:
-        network = compile_model(bundle.config["model"], bundle.input_shape, task, allow_targets=allow_targets)
+        network = compile_model(bundle.config["model"], bundle.input_shape, task, **trust)
     except NetkilnError as err:
         raise NetkilnError(str(err), key=key, file=str(bundle.path / "config.yaml")) from None
     state = read_weights(bundle, key)

@@ -13,6 +13,7 @@ from torch import nn
 
 
 from netkiln.plain import to_container
+from netkiln.trust import TRUSTED_MODULES, is_trusted_target, trusted_module
 
 from .errors import LayerError, ModelSpecError, describe, fmt_shape, suggest
 from .layers import REGISTRY, image_rows_shape
@@ -38,9 +39,9 @@ def _check_input_shape(shape: Any) -> tuple:
 
 
 class _Builder:
-    def __init__(self, allow_targets: bool, target_prefixes: tuple[str, ...] | None = None):
+    def __init__(self, allow_targets: bool, only_trusted: bool = False):
         self.allow_targets = allow_targets
-        self.target_prefixes = target_prefixes
+        self.only_trusted = only_trusted
         self.counts: Counter = Counter()
         self.notes: list[str] = []      # what the compiler decided for the user, logged once per compile
 
@@ -110,22 +111,19 @@ class _Builder:
         if not self.allow_targets:
             raise ModelSpecError(f"_target_ entries ({path}) are not allowed here; use the built-in "
                                  "layer names", key=key)
-        if self.target_prefixes is not None and not path.startswith(self.target_prefixes):
+        if self.only_trusted and not is_trusted_target(path, "model"):
             # Checked before importing anything: naming a module must not run its code.
-            raise ModelSpecError(f"_target_ '{path}' is not a {' / '.join(p.rstrip('.') for p in self.target_prefixes)} "
-                                 "class; a config may only name those (netkiln does not import other code named in "
-                                 "a config). If you trust this config, pass allow_targets=true.",
+            why = ("names a private attribute; a config may only name public torch.nn classes"
+                   if any(part.startswith("_") for part in path.split(".")) else
+                   "is not a torch.nn class; a config may only name those (netkiln does not import other code named "
+                   "in a config)")
+            raise ModelSpecError(f"_target_ '{path}' {why}. If you trust this config, pass allow_targets=true.",
                                  key=f"{key}._target_")
-        if self.target_prefixes is not None and any(part.startswith("_") for part in path.split(".")):
-            # `torch.nn.Linear.__init__.__globals__...` starts with torch.nn. but walks out of it.
-            raise ModelSpecError(f"_target_ '{path}' names a private attribute; a config may only name public "
-                                 "torch.nn classes", key=f"{key}._target_")
         cls = _resolve(path, key)
-        if self.target_prefixes is not None and isinstance(cls, type) and \
-                not f"{cls.__module__}.".startswith(self.target_prefixes):
+        if self.only_trusted and isinstance(cls, type) and not trusted_module(cls.__module__, "model"):
             # `torch.nn.modules.module.torch.jit.ScriptModule` reaches a class defined outside torch.nn.
             raise ModelSpecError(f"_target_ '{path}' is {cls.__module__}.{cls.__qualname__}, not a class of "
-                                 f"{' / '.join(p.rstrip('.') for p in self.target_prefixes)}; pass allow_targets=true "
+                                 f"{' / '.join(TRUSTED_MODULES['model'])}; pass allow_targets=true "
                                  "if you trust this config", key=f"{key}._target_")
         if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
             raise ModelSpecError(f"_target_ {path} is not a torch.nn.Module class", key=f"{key}._target_")
@@ -197,26 +195,26 @@ def _task_text(task) -> str:
 
 
 def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
-                  allow_targets: bool = True, target_prefixes: tuple[str, ...] | None = None,
+                  allow_targets: bool = True, only_trusted: bool = False,
                   memory_copies: int = 1) -> Network:
     """Build the Network for `model_cfg` on inputs of `input_shape` (no batch dim) for `task`.
 
-    `_target_` entries: refused when not `allow_targets`; else, with `target_prefixes`, only classes whose dotted
-    path starts with one of them (e.g. ("torch.nn.",)); any torch.nn.Module subclass otherwise.
+    `_target_` entries: refused when not `allow_targets`; else, with `only_trusted`, only the public torch.nn
+    classes netkiln.trust allows; any torch.nn.Module subclass otherwise.
     The model is first planned on the meta device (shapes, no memory) and refused when `memory_copies` copies of
     its weights (training: 4, for weights, gradients and two optimizer moments) exceed the available memory.
     """
-    planned = plan_model(model_cfg, input_shape, task, key, allow_targets, target_prefixes)
+    planned = plan_model(model_cfg, input_shape, task, key, allow_targets, only_trusted)
     if planned is not None:
         check_model_memory(planned, memory_copies)
-    network = _compile(model_cfg, input_shape, task, key, allow_targets, target_prefixes)
+    network = _compile(model_cfg, input_shape, task, key, allow_targets, only_trusted)
     for note in network.notes:      # here, not in _compile: the plan above would say it twice
         log.info("%s", note)
     return network
 
 
 def plan_model(model_cfg: Any, input_shape: Any, task, key: str = "model", allow_targets: bool = True,
-               target_prefixes: tuple[str, ...] | None = None) -> Network | None:
+               only_trusted: bool = False) -> Network | None:
     """The Network built on the meta device: every shape and parameter count, no memory allocated.
 
     None when it cannot be planned there (a `_target_` module without meta support); the real build then reports
@@ -224,7 +222,7 @@ def plan_model(model_cfg: Any, input_shape: Any, task, key: str = "model", allow
     """
     try:
         with torch.device("meta"):
-            return _compile(model_cfg, input_shape, task, key, allow_targets, target_prefixes)
+            return _compile(model_cfg, input_shape, task, key, allow_targets, only_trusted)
     except ModelSpecError as err:
         if "too large to allocate" in err.message:      # more values than an int64 counts: no real build can
             raise
@@ -251,7 +249,7 @@ def check_model_memory(network: Network, copies: int = 1) -> None:
 
 
 def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bool,
-             target_prefixes: tuple[str, ...] | None) -> Network:
+             only_trusted: bool) -> Network:
     cfg = to_container(model_cfg)
     if not isinstance(cfg, Mapping):
         raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
@@ -271,7 +269,7 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
     head = _head_mode(cfg, key)
     shape = _check_input_shape(input_shape)
 
-    builder = _Builder(allow_targets, target_prefixes)
+    builder = _Builder(allow_targets, only_trusted)
     modules, names, rows = [], [], []
     cur = shape
     for i, raw in enumerate(layers):

@@ -6,18 +6,18 @@ import inspect
 
 from netkiln.errors import NetkilnError, did_you_mean
 from netkiln.plain import to_container
+from netkiln.trust import TRUSTED_MODULES, is_trusted_target
 
 _META_KEYS = {"_target_", "_partial_"}
 # Keys netkiln reads itself; they never reach the scheduler's constructor.
 _SCHEDULER_KEYS = {"interval"}
 
 
-# Without allow_targets=true a config may only name these (a shared config or a bundle must not make netkiln
-# import and call arbitrary code): the modules whose classes may be named, and the base class they must extend.
-_KINDS = {
-    "optimizer": (("torch.optim",), "torch.optim.Optimizer"),
-    "scheduler": (("torch.optim.lr_scheduler", "torch.optim"), "torch.optim.lr_scheduler.LRScheduler"),
-    "callback": (("pytorch_lightning.callbacks", "lightning.pytorch.callbacks"), "pytorch_lightning.Callback"),
+# The base class each kind's target must extend (named in errors); netkiln.trust holds which modules are trusted.
+_BASE_NAMES = {
+    "optimizer": "torch.optim.Optimizer",
+    "scheduler": "torch.optim.lr_scheduler.LRScheduler",
+    "callback": "pytorch_lightning.Callback",
 }
 
 
@@ -41,7 +41,7 @@ def _is_kind(cls, kind: str) -> bool:
 
 
 def _known_classes(kind: str) -> list[str]:
-    module_name = _KINDS[kind][0][0]
+    module_name = TRUSTED_MODULES[kind][0]
     module = importlib.import_module(module_name)
     return [f"{module_name}.{n}" for n in dir(module) if not n.startswith("_") and _is_kind(getattr(module, n), kind)]
 
@@ -52,9 +52,8 @@ def resolve_class(target, key: str, kind: str, allow_targets: bool = False):
     where = f"{key}._target_"
     target = str(target)
     module_name, _, attr = target.rpartition(".")
-    trusted = _KINDS[kind][0]
-    allowed_module = trusted[0]
-    if not allow_targets and module_name not in trusted and not module_name.startswith(tuple(m + "." for m in trusted)):
+    allowed_module = TRUSTED_MODULES[kind][0]
+    if not allow_targets and not is_trusted_target(target, kind):
         raise NetkilnError(f"'{target}' is not a {allowed_module} {kind} class. A config may only name "
                            f"{allowed_module} classes here (netkiln does not import other code named in a config); "
                            "if you trust this config, pass allow_targets=true.", key=where)
@@ -65,7 +64,7 @@ def resolve_class(target, key: str, kind: str, allow_targets: bool = False):
                            key=where) from None
     if not _is_kind(cls, kind):
         raise NetkilnError(f"'{target}' is not {'an' if kind == 'optimizer' else 'a'} {kind} (a subclass of "
-                           f"{_KINDS[kind][1]}).{did_you_mean(target, _known_classes(kind))}", key=where)
+                           f"{_BASE_NAMES[kind]}).{did_you_mean(target, _known_classes(kind))}", key=where)
     return cls
 
 

@@ -1,0 +1,48 @@
+"""One contract with Lightning, Hydra and torch: one trust rule for `_target_`, no silently ignored config keys,
+2-unit binary heads, the private APIs netkiln leans on, torch.export."""
+import numpy as np
+import pytest
+import yaml
+
+from netkiln.cli import main
+from netkiln.trust import is_trusted_target
+
+TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp", "trainer=debug",
+        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=1"]
+
+
+# ------------------------------------------------------------------------------------ one trust rule for _target_
+@pytest.mark.parametrize("target, kind, trusted", [
+    ("torch.nn.Identity", "model", True),
+    ("torch.nn.modules.linear.Identity", "model", True),
+    ("torch.nn.Linear.__init__.__globals__", "model", False),
+    ("os.system", "model", False),
+    ("torch.nnx.Thing", "model", False),
+    ("torch.optim.Adam", "optimizer", True),
+    ("torch.optim.lr_scheduler.StepLR", "scheduler", True),
+    ("torch.nn.Identity", "optimizer", False),
+    ("pytorch_lightning.callbacks.Timer", "callback", True),
+    ("my_module.Callback", "callback", False),
+])
+def test_trust_rule(target, kind, trusted):
+    assert is_trusted_target(target, kind) is trusted
+
+
+def test_a_bundle_loads_whatever_training_accepted(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "model.layers=[flatten,{_target_: torch.nn.Identity}]",
+                 f"hydra.run.dir={run}"]) == 0
+    np.savez(tmp_path / "x.npz", x=np.zeros((3, 8), dtype=np.float32))
+    assert main(["evaluate", f"run={run}"]) == 0
+    assert main(["predict", f"run={run}", f"input={tmp_path}/x.npz", f"output={tmp_path}/p.csv"]) == 0
+    assert (tmp_path / "p.csv").is_file()
+    assert main(["export", f"run={run}", "format=onnx", f"output={tmp_path}/m.onnx"]) == 0
+    # The same bundle naming a class outside torch.nn is refused, as training would refuse it.
+    config_file = run / "model" / "config.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    config["model"]["layers"][1] = {"_target_": "collections.OrderedDict"}
+    config_file.write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(["evaluate", f"run={run}"]) == 2
+    err = capsys.readouterr().err
+    assert "collections.OrderedDict" in err and "allow_targets=true" in err
