@@ -61,3 +61,15 @@ def test_summary_reports_compile_error_with_key(capsys):
     assert rc == 2
     err = capsys.readouterr().err
     assert "model.layers[0]" in err
+
+
+def test_overrides_before_and_after_an_option_compose_with_the_user_conf(tmp_path, monkeypatch, capsys):
+    """netkiln adds overrides of its own (a conf/ folder in the working directory): they must not split the
+    user's overrides from Hydra's options."""
+    (tmp_path / "conf" / "model").mkdir(parents=True)
+    (tmp_path / "conf" / "model" / "mine.yaml").write_text("layers:\n  - dense: {units: 7}\nhead: auto\n")
+    monkeypatch.chdir(tmp_path)
+    for argv in (["train", "model=mine", "--cfg", "job"], ["train", "--cfg", "job", "model=mine"]):
+        capsys.readouterr()
+        assert main(argv) == 0, argv
+        assert "units: 7" in capsys.readouterr().out

@@ -56,6 +56,14 @@ def _user_conf_override(argv: list[str]) -> list[str]:
     return [f"hydra.searchpath=[file://{user_conf}]"]
 
 
+def _with_overrides(argv: list[str], extra: list[str]) -> list[str]:
+    """argv with `extra` overrides placed beside the user's own: Hydra's argument parser takes the overrides as one
+    run of positional arguments, so `model=gru --cfg job hydra.searchpath=...` would be refused."""
+    first = next((i for i, arg in enumerate(argv) if not arg.startswith("-") and ("=" in arg or arg.startswith("~"))),
+                 len(argv))
+    return [*argv[:first], *extra, *argv[first:]]
+
+
 def _keep_error(task: Callable, failed: list) -> Callable:
     """Wrap a single run's task so its exception reaches run_hydra untouched: Hydra's job runner would
     first write "Error executing job with overrides: [...]" to stderr, a second paragraph. In a sweep
@@ -86,7 +94,8 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
     # Let exceptions reach us instead of Hydra's own printer, which exits 1 with a partial traceback.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     from netkiln.commands.help import help_overrides
-    sys.argv = [f"netkiln {command}", *argv, *_user_conf_override(argv), *help_overrides(command, argv)]
+    sys.argv = [f"netkiln {command}", *_with_overrides(argv, [*_user_conf_override(argv),
+                                                               *help_overrides(command, argv)])]
     failed: list[BaseException] = []
     app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=command)(_keep_error(task, failed))
     try:

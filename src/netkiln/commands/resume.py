@@ -56,7 +56,10 @@ def resume_argv(argv: list[str]) -> list[str]:
     if any(arg in ("-m", "--multirun") for arg in argv):
         return argv                     # a sweep continues with hydra.sweeper.resume, not this
     overrides = [arg for arg in argv if "=" in arg and not arg.startswith("-")]
-    parsed = _parse(overrides)
+    try:
+        parsed = _parse(overrides)
+    except Exception:  # noqa: BLE001 - a malformed override: Hydra reports it (exit 2) when it composes argv
+        return argv
     by_key = {o.key_or_group: o for o in parsed}
     if "resume" not in by_key or by_key["resume"].value() is not True or "hydra.run.dir" not in by_key:
         return argv
