@@ -222,9 +222,14 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     seconds = time.perf_counter() - started
 
     best_path = checkpoint_dir / "best.ckpt"
+    best_epoch = None
     if best_path.exists():
         from netkiln.training.checkpoints import load_checkpoint_file
-        module.load_state_dict(load_checkpoint_file(best_path)["state_dict"])
+        best = load_checkpoint_file(best_path)
+        module.load_state_dict(best["state_dict"])
+        best_epoch = best.get("epoch")
+        log.info("restored the weights of epoch %s, the best by %s (%s); ties go to the lower val/loss, "
+                 "then the later epoch", best_epoch, monitor, mode)
     network.cpu()
     evaluations = {split: evaluate_split(network, task, loss_fn, getattr(dataset, f"x_{split}"),
                                          getattr(dataset, f"y_{split}"), target_scale=target_scale)
@@ -240,6 +245,7 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
         "val": evaluations["val"],
         "test": evaluations["test"],
         "epochs": trainer.current_epoch,
+        "best_epoch": best_epoch,
         "steps": trainer.global_step,
         "seconds": round(seconds, 3),
         "params": count_params(network),
