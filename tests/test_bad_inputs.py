@@ -42,6 +42,10 @@ CASES = [
      ["model.layers[0].activaton", "Did you mean 'activation'?"]),
     ("key-model", ["train", "+model.layerz=[]"], ["model.layerz", "Did you mean 'layers'?"]),
     ("key-in-experiment", ["train", USER_CONF, "experiment=badkey"], ["optimizer.lrr", "Did you mean 'lr'?"]),
+    # `+` bypasses the struct config: a top-level key netkiln never reads is still refused (free namespace: vars).
+    ("key-plus-top", ["train", "+batchsize=32"], ["batchsize: unknown config key", "Did you mean 'batch_size'?"]),
+    ("key-plus-new", ["train", "++nosuchkey.deep=1"], ["nosuchkey: unknown config key", "+vars.nosuchkey"]),
+    ("key-plus-evaluate", ["evaluate", "run={run}", "+seed=1"], ["seed: unknown config key"]),
     ("override-syntax", ["train", "model=[a"], ['cannot parse the override "model=[a"']),
     ("override-no-value", ["train", "optimizer.lr"], ['cannot parse the override "optimizer.lr"']),
     ("override-paren", ["train", "optimizer.lr=1e-3)"], ['"optimizer.lr=1e-3)"']),

@@ -46,3 +46,13 @@ def test_a_bundle_loads_whatever_training_accepted(tmp_path, capsys):
     assert main(["evaluate", f"run={run}"]) == 2
     err = capsys.readouterr().err
     assert "collections.OrderedDict" in err and "allow_targets=true" in err
+
+
+# ------------------------------------------------------------------------------------ unknown keys (+ overrides)
+def test_keys_added_with_plus_that_netkiln_reads_are_accepted(tmp_path, capsys):
+    """`vars` is the free namespace; `+`/`++` on keys netkiln knows, or inside a group that checks its own
+    arguments, pass. (A top-level key netkiln never reads is refused: tests/test_bad_inputs.py, key-plus-*.)"""
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "+vars.width=5", "model.layers=[{dense: {units: ${vars.width}}}]",
+                 "+optimizer.amsgrad=true", "++batch_size=16", f"hydra.run.dir={run}"]) == 0
+    assert "(None, 5)" in (run / "summary.txt").read_text()

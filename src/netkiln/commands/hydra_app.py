@@ -64,15 +64,18 @@ def _with_overrides(argv: list[str], extra: list[str]) -> list[str]:
     return [*argv[:first], *extra, *argv[first:]]
 
 
-def _keep_error(task: Callable, failed: list) -> Callable:
+def _keep_error(task: Callable, failed: list, command: str) -> Callable:
     """Wrap a single run's task so its exception reaches run_hydra untouched: Hydra's job runner would
     first write "Error executing job with overrides: [...]" to stderr, a second paragraph. In a sweep
     the exception goes to Hydra as before (the launcher decides what a failed trial means)."""
     import functools
 
+    from netkiln.commands.unknown_keys import check_unknown_keys
+
     @functools.wraps(task)
     def job(cfg):
         try:
+            check_unknown_keys(cfg, command)
             return task(cfg)
         except Exception as err:  # noqa: BLE001 - re-raised by run_hydra once Hydra has returned
             from hydra.core.hydra_config import HydraConfig
@@ -97,7 +100,8 @@ def run_hydra(command: str, argv: list[str], task: Callable) -> int:
     sys.argv = [f"netkiln {command}", *_with_overrides(argv, [*_user_conf_override(argv),
                                                                *help_overrides(command, argv)])]
     failed: list[BaseException] = []
-    app = hydra.main(version_base="1.3", config_path=CONF_DIR, config_name=command)(_keep_error(task, failed))
+    app = hydra.main(version_base="1.3", config_path=CONF_DIR,
+                     config_name=command)(_keep_error(task, failed, command))
     try:
         app()
         if failed:      # raised here, not inside Hydra's job runner (which prints an extra line first)
