@@ -168,6 +168,49 @@ def test_prepare_features_takes_preprocessing_json_as_written(csv_run):
     assert torch.equal(whole, netkiln.load(run).prepare(frame))
 
 
+def evaluation_json(folder) -> dict:
+    return json.loads((folder / "evaluation.json").read_text())["metrics"]
+
+
+def test_load_evaluates_as_the_cli_does(csv_run, tmp_path):
+    from netkiln.data import load_dataset
+
+    run, data = csv_run
+    model = netkiln.load(run)
+    assert main(["evaluate", f"run={run}", f"out={tmp_path / 'test'}", "plots=false"]) == 0
+    cli_test = evaluation_json(tmp_path / "test")
+    assert set(cli_test) >= {"loss", "acc", "f1"}
+    assert model.evaluate() == pytest.approx(cli_test, abs=1e-6)           # the run's own test split
+    # The same test rows given as a table: split indices are the file's data rows.
+    rows = load_dataset(model.bundle.data_config, seed=model.bundle.seed).split_indices["test"]
+    frame = pd.read_csv(data)
+    assert model.evaluate(frame.iloc[rows]) == pytest.approx(cli_test, abs=1e-6)
+    assert model.evaluate((frame.iloc[rows].drop(columns=["label"]), frame["label"].iloc[rows])) == \
+        pytest.approx(cli_test, abs=1e-6)
+    # Other labelled data, every row.
+    assert main(["evaluate", f"run={run}", "data=csv", f"data.path={data}", "data.target=label",
+                 f"out={tmp_path / 'all'}", "plots=false"]) == 0
+    assert model.evaluate(frame) == pytest.approx(evaluation_json(tmp_path / "all"), abs=1e-6)
+    assert model.evaluate(split="val") != model.evaluate()
+
+
+def test_load_evaluates_arrays_with_their_labels(array_run, tmp_path):
+    from netkiln.data import load_dataset
+
+    model = netkiln.load(array_run)
+    assert main(["evaluate", f"run={array_run}", f"out={tmp_path / 'ev'}", "plots=false"]) == 0
+    raw = load_dataset({**model.bundle.data_config, "standardize": False}, seed=model.bundle.seed)
+    labels = np.asarray(model.classes_, dtype=object)[raw.y_test.numpy()]
+    assert model.evaluate((raw.x_test, labels)) == pytest.approx(evaluation_json(tmp_path / "ev"), abs=1e-6)
+    with pytest.raises(NetkilnError, match="never saw: unicorn"):
+        model.evaluate((raw.x_test[:2], ["unicorn", labels[0]]))
+    with pytest.raises(NetkilnError, match="not trained on a table"):
+        model.evaluate(pd.DataFrame(raw.x_test.numpy()))
+    with pytest.raises(NetkilnError, match="3 rows but y has 2"):
+        model.evaluate((raw.x_test[:3], labels[:2]))
+
+
+
 # ------------------------------------------------------------------------------------------------ recipes
 ROOT = Path(__file__).resolve().parent.parent
 

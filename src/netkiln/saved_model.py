@@ -4,7 +4,8 @@
     model = netkiln.load("outputs/2026-11-26/13-05-12")     # a run directory, or its model/ bundle
     model.predict(frame)            # labels (or values): `netkiln predict`'s `prediction` column
     model.predict_proba(frame)      # classifiers: one column a class, in model.classes_ order
-    model.evaluate(frame)           # the metrics `netkiln evaluate` writes into evaluation.json
+    model.evaluate()                # the metrics `netkiln evaluate` writes into evaluation.json (test split)
+    model.evaluate(frame)           # ... on a labelled table; or evaluate((x, y))
 
 Input is what `netkiln predict` reads, already in memory: a pandas DataFrame with the training columns, or a numpy
 array / torch tensor of rows (raw, or already prepared in the model's input shape). Every step is the CLI's own
@@ -104,6 +105,50 @@ class SavedModel:
             raise NetkilnError("this model does regression: it has no class probabilities; use predict()")
         frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size)
         return frame[[f"prob_{label}" for label in self.classes_]].to_numpy(dtype=np.float32)
+
+    # ------------------------------------------------------------------------------------------------ evaluate
+    def evaluate(self, data: Any = None, *, split: str = "auto", batch_size: int = 1024,
+                 unknown_categories: str | None = None) -> dict:
+        """The metrics `netkiln evaluate` writes into evaluation.json (loss and the task's metrics), on:
+
+        - nothing: the run's own data rebuilt as training built it, `split` auto (test, else val) | train | val |
+          test | all, as `netkiln evaluate run=RUN split=...`;
+        - a DataFrame with the training columns and the target column(s), for a model trained on a table (every
+          row with a target value, as `netkiln evaluate run=RUN data=csv data.path=...`);
+        - a pair (x, y): rows as predict() takes them, and the true labels as predict() returns them (or values).
+        """
+        import pandas as pd
+
+        from netkiln.artifacts import evaluation
+
+        bundle = self.bundle
+        if data is None:
+            _, _, x, y = evaluation.run_data(bundle, split)
+        elif isinstance(data, pd.DataFrame):
+            if bundle.preparation.get("kind") != "table":
+                raise NetkilnError("this model was not trained on a table: pass (x, y), the rows and their true "
+                                   "labels or values", key="data")
+            x, y = evaluation.table_xy(bundle, data, key="data", file="<DataFrame>",
+                                       unknown_categories=unknown_categories)
+        elif isinstance(data, (tuple, list)) and len(data) == 2:
+            x, y = self.prepare(data[0]), self._targets(data[1])
+            if len(x) != len(y):
+                raise NetkilnError(f"x has {len(x)} rows but y has {len(y)} values", key="data")
+        else:
+            raise NetkilnError(f"expected a DataFrame with the target column, or a pair (x, y), got "
+                               f"{type(data).__name__}", key="data")
+        return evaluation.bundle_metrics(bundle, x, y, batch_size)[1]
+
+    def _targets(self, y: Any):
+        """True labels (classification) or values (regression) → the tensor the metrics compare against."""
+        import torch
+
+        from netkiln.artifacts.evaluation import class_indices
+
+        values = _as_array(y)
+        if self.task.is_classification:
+            return class_indices(self.bundle, values, key="data")
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32).reshape(len(values), -1))
 
 
 def _as_array(data: Any) -> np.ndarray:

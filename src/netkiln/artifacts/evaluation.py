@@ -101,41 +101,67 @@ def other_data(bundle: Bundle, data_cfg, split: str):
 
 def _other_table(bundle: Bundle, node: dict, split: str):
     """A labelled table for a model trained on a table: features and target columns as saved in the bundle."""
-    from netkiln.data import prepare_features, read_table
-    from netkiln.data import unknown_categories as unknown
+    from netkiln.data import read_table
 
     if split not in ("auto", "all"):
         raise NetkilnError("on another table every row is evaluated; leave split at auto (or all).", key="split")
-    prep = bundle.preparation
     frame = read_table(node.get("path"), format=node.get("format", "auto"), delimiter=node.get("delimiter"),
                        key="data.path")
-    target = prep.get("target") or {}
-    columns = [str(c) for c in target.get("columns", [])]
+    x, y = table_xy(bundle, frame, key="data.path", file=str(node.get("path")),
+                    unknown_categories=node.get("unknown_categories"))
+    return Path(str(node.get("path"))).name, "all", x, y
+
+
+def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
+             unknown_categories: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of a labelled table for a model trained on a table: the rows with a target value, their features
+    prepared with the bundle's saved preparation (never refitted; other columns ignored)."""
+    from netkiln.data import prepare_features
+    from netkiln.data import unknown_categories as unknown
+
+    prep = bundle.preparation
+    columns = [str(c) for c in (prep.get("target") or {}).get("columns", [])]
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise NetkilnError(f"the table has no target column {missing[0]!r}; evaluation needs the true values",
-                           key="data.path", file=str(node.get("path")))
+                           key=key, file=file)
     frame = frame[frame[columns].notna().all(axis=1)].reset_index(drop=True)
     unseen: list = []               # categories the training rows did not have
     try:
         x = prepare_features(frame.drop(columns=columns), prep, allow_extra=True, unseen=unseen)
     except NetkilnError as err:
-        raise NetkilnError(err.message, key="data.path", file=str(node.get("path")), column=err.column) from None
-    unknown.apply_policy(unseen, unknown.policy_of(prep, node.get("unknown_categories")), total=len(frame),
-                         where=str(node.get("path")), key="data.unknown_categories", file=str(node.get("path")))
-    task = bundle.task
-    if task.is_classification:
-        values = target.get("class_values") or list(task.class_names)
-        lookup = {str(v): i for i, v in enumerate(values)}
-        raw = frame[columns[0]].astype(str).str.strip()
-        unknown = sorted(set(raw) - set(lookup))
-        if unknown:
-            raise NetkilnError(f"the target column has values the model never saw: {', '.join(unknown[:5])}",
-                               key="data.path", file=str(node.get("path")), column=columns[0])
-        y = torch.tensor([lookup[v] for v in raw], dtype=torch.int64)
-    else:
-        y = torch.from_numpy(frame[columns].to_numpy(dtype=np.float32))
-    return Path(str(node.get("path"))).name, "all", x, y
+        raise NetkilnError(err.message, key=key, file=file, column=err.column) from None
+    unknown.apply_policy(unseen, unknown.policy_of(prep, unknown_categories), total=len(frame),
+                         where=file or "the table", key="data.unknown_categories", file=file)
+    if bundle.task.is_classification:
+        return x, class_indices(bundle, frame[columns[0]], key=key, file=file, column=columns[0])
+    return x, torch.from_numpy(frame[columns].to_numpy(dtype=np.float32))
+
+
+def class_indices(bundle: Bundle, labels, *, key: str, file: str | None = None,
+                  column: str | None = None) -> torch.Tensor:
+    """True class labels, as they appear in the training data (and as predict writes them) → class indices."""
+    target = bundle.preparation.get("target") or {}
+    values = target.get("class_values") or list(bundle.task.class_names)
+    lookup = {str(v): i for i, v in enumerate(values)}
+    raw = [str(v).strip() for v in np.asarray(labels, dtype=object).reshape(-1)]
+    unseen = sorted(set(raw) - set(lookup))
+    if unseen:
+        raise NetkilnError(f"the target column has values the model never saw: {', '.join(unseen[:5])}",
+                           key=key, file=file, column=column)
+    return torch.tensor([lookup[v] for v in raw], dtype=torch.int64)
+
+
+def bundle_metrics(bundle: Bundle, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024) -> tuple[str, dict]:
+    """(loss name, metrics) of the bundle's model on prepared x and true y: the metrics of evaluation.json."""
+    from netkiln.data.target_scale import TargetScale
+    from netkiln.training.evaluate import evaluate_split
+    from netkiln.training.losses import make_loss
+
+    loss_name, loss_fn = make_loss(bundle.config.get("loss") or {"name": "auto"}, bundle.task)
+    # Regression: the loss on the scaled target, as in training; metrics in the target's units.
+    return loss_name, evaluate_split(bundle.network, bundle.task, loss_fn, x, y, batch_size=batch_size,
+                                     target_scale=TargetScale.of(bundle.preparation))
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -172,8 +198,6 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     """Metrics, per-class table and plots of the bundle's model; writes `<out>/evaluation.json`."""
     from netkiln.artifacts.predictions import forward
     from netkiln.data.target_scale import TargetScale
-    from netkiln.training.evaluate import evaluate_split
-    from netkiln.training.losses import make_loss
 
     from netkiln.artifacts.bundle import refuse_output_in_bundle
     if out:
@@ -187,10 +211,8 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     else:
         data_name, split, x, y = other_data(bundle, data_cfg, split)
     task, network = bundle.task, bundle.network
-    loss_name, loss_fn = make_loss(bundle.config.get("loss") or {"name": "auto"}, task)
-    # Regression: the loss on the scaled target, as in training; metrics and residuals in the target's units.
-    target_scale = TargetScale.of(bundle.preparation)
-    metrics = evaluate_split(network, task, loss_fn, x, y, batch_size=batch_size, target_scale=target_scale)
+    loss_name, metrics = bundle_metrics(bundle, x, y, batch_size)
+    target_scale = TargetScale.of(bundle.preparation)        # residuals in the target's units
     # Multiclass: the predicted class only; all the logits would be rows x classes floats (gigabytes for a model
     # with thousands of classes).
     if task.kind == "multiclass":
