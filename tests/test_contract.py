@@ -56,3 +56,42 @@ def test_keys_added_with_plus_that_netkiln_reads_are_accepted(tmp_path, capsys):
     assert main(["train", *TINY, "+vars.width=5", "model.layers=[{dense: {units: ${vars.width}}}]",
                  "+optimizer.amsgrad=true", "++batch_size=16", f"hydra.run.dir={run}"]) == 0
     assert "(None, 5)" in (run / "summary.txt").read_text()
+
+
+# ------------------------------------------------------------------------------------ binary task, 2 output units
+def test_two_units_on_a_binary_task_train_as_a_two_class_softmax(tmp_path):
+    """Keras's FordA recipe: `Dense(2)` + sparse categorical cross-entropy on a binary task."""
+    import json
+
+    import pandas as pd
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "data.task=binary", "model.head=none",
+                 "model.layers=[{dense: {units: 8, activation: relu}}, {dense: {units: 2}}]",
+                 f"hydra.run.dir={run}"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["loss"] == "cross_entropy"
+    assert metrics["task"]["kind"] == "multiclass" and metrics["task"]["num_outputs"] == 2
+    assert main(["evaluate", f"run={run}"]) == 0
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32))
+    assert main(["predict", f"run={run}", f"input={tmp_path}/x.npz", f"output={tmp_path}/p.csv"]) == 0
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert list(pred.columns) == ["prediction", "prob_0", "prob_1"]
+    assert np.allclose(pred[["prob_0", "prob_1"]].sum(axis=1), 1, atol=1e-5)
+    assert (pred["prediction"] == pred[["prob_0", "prob_1"]].to_numpy().argmax(1)).all()
+    assert main(["export", f"run={run}", "format=onnx", "probabilities=true", f"output={tmp_path}/m.onnx"]) == 0
+    sidecar = json.loads((tmp_path / "m.onnx.json").read_text())
+    assert sidecar["output"]["shape"] == ["batch", 2] and sidecar["output"]["labels"] == ["0", "1"]
+
+
+def test_other_output_sizes_on_a_binary_task_are_refused():
+    from netkiln.compiler import compile_model
+    from netkiln.errors import NetkilnError
+    from netkiln.task import Task
+
+    binary = Task("binary", 1, ("no", "yes"))
+    for units in (1, 2):
+        net = compile_model({"layers": [{"dense": units}], "head": "none"}, (4,), binary)
+        assert binary.for_output_units(net.output_shape).num_outputs == units
+    with pytest.raises(NetkilnError, match=r"head mismatch.*or 2"):
+        compile_model({"layers": [{"dense": 3}], "head": "none"}, (4,), binary)

@@ -26,4 +26,11 @@ def build_data_and_model(cfg, *, training: bool = False):
         network = compile_model(cfg.model, dataset.input_shape, dataset.task,
                                 only_trusted=not trusted,
                                 memory_copies=4 if training else 1)
+    task = dataset.task.for_output_units(network.output_shape)
+    if task != dataset.task:
+        import logging
+        logging.getLogger("netkiln").info("the model ends in %d units on a binary task: it trains as a 2-class "
+                                          "softmax classifier (cross_entropy, a probability per class)",
+                                          task.num_outputs)
+        dataset.task = task
     return dataset, network

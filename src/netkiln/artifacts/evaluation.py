@@ -67,6 +67,7 @@ def run_data(bundle: Bundle, split: str):
 
 def _check_task(bundle: Bundle, task, input_shape) -> None:
     mine = bundle.task
+    task = task.for_output_units((mine.num_outputs,))      # binary data, a 2-unit model: as training saw it
     if task.kind != mine.kind or task.num_outputs != mine.num_outputs:
         raise NetkilnError(f"the data is a {task.kind} task with {task.num_outputs} output(s), but the model "
                            f"predicts {mine.kind} with {mine.num_outputs}; evaluate it on data like its training "

@@ -290,9 +290,10 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
         modules.append(module)
         names.append(name)
         rows += head_rows
-    elif task is not None and cur != (task.num_outputs,):
+    elif task is not None and cur != (task.for_output_units(cur).num_outputs,):
+        also = " (or 2: one logit per class, softmax)" if task.kind == "binary" else ""
         raise ModelSpecError(
-            f"head mismatch: with head: none the last layer must output (None, {task.num_outputs}) "
+            f"head mismatch: with head: none the last layer must output (None, {task.num_outputs}){also} "
             f"for the {_task_text(task)}, but it outputs {fmt_shape(cur)}; use head: auto or end "
             f"with `dense: {task.num_outputs}` (no activation: the loss takes logits)", key=f"{key}.head")
 
