@@ -16,8 +16,9 @@ from netkiln.errors import NetkilnError
 
 log = logging.getLogger("netkiln")
 
-# A batch's forward pass per thread. On the shared 2-core machine (benchmarks/bench_threads.py), 2 threads were
-# 2.5-2.8x slower than 1 for models of 0.13-0.27 GFLOP a batch, and no faster at 1.2 GFLOP.
+# A batch's forward pass per thread. On the shared 2-core machine (benchmarks/bench_threads.py, README), a second
+# thread gained at most 21% at quiet moments (models of 6 MFLOP to 1.2 GFLOP a batch) and lost 1.5-4.7x beside a
+# busy process.
 FLOPS_PER_THREAD = 1e9
 
 
