@@ -1,5 +1,9 @@
 """One contract with Lightning, Hydra and torch: one trust rule for `_target_`, no silently ignored config keys,
 2-unit binary heads, the private APIs netkiln leans on, torch.export."""
+import importlib
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import yaml
@@ -95,3 +99,53 @@ def test_other_output_sizes_on_a_binary_task_are_refused():
         assert binary.for_output_units(net.output_shape).num_outputs == units
     with pytest.raises(NetkilnError, match=r"head mismatch.*or 2"):
         compile_model({"layers": [{"dense": 3}], "head": "none"}, (4,), binary)
+
+
+# ------------------------------------------------------------------------------------ private APIs, version pins
+SRC = Path(__file__).resolve().parent.parent / "src"
+# The private names of Lightning, Hydra and Optuna netkiln uses; netkiln/compat.py says why each is needed.
+PRIVATE = [
+    ("pytorch_lightning.callbacks", "EarlyStopping._run_early_stopping_check"),
+    ("pytorch_lightning.callbacks", "EarlyStopping._evaluate_stopping_criteria"),
+    ("pytorch_lightning.strategies.launchers.multiprocessing", "_MultiProcessingLauncher"),
+    ("pytorch_lightning.trainer.connectors.checkpoint_connector", "_CheckpointConnector.dump_checkpoint"),
+    ("hydra._internal.core_plugins.basic_sweeper", "BasicSweeper"),
+    ("optuna.storages", "BaseStorage.get_trial_id_from_study_id_trial_number"),
+]
+
+
+@pytest.mark.parametrize("module, name", PRIVATE)
+def test_the_private_names_netkiln_uses_exist(module, name):
+    obj = importlib.import_module(module)
+    for part in name.split("."):
+        assert hasattr(obj, part), f"{module}.{name} is gone: update netkiln/compat.py for this version"
+        obj = getattr(obj, part)
+
+
+def test_the_private_attributes_netkiln_reads_exist(tmp_path):
+    import optuna
+    import pytorch_lightning as pl
+    import torch
+
+    from netkiln.compat import dump_checkpoint, optuna_trial
+
+    trainer = pl.Trainer(accelerator="cpu", strategy="ddp_spawn", devices=1, logger=False,
+                         enable_checkpointing=False, default_root_dir=tmp_path)
+    assert hasattr(trainer.strategy, "_launcher") and hasattr(trainer.strategy._launcher, "_start_method")
+    assert hasattr(trainer, "_checkpoint_connector") and callable(dump_checkpoint)
+    study = optuna.create_study()
+    trial = study.ask()
+    assert optuna_trial(study, trial.number)._trial_id == trial._trial_id
+    # Lightning's criteria return (should_stop, reason); NetkilnEarlyStopping returns the same shape.
+    stop = pl.callbacks.EarlyStopping(monitor="val/loss", patience=1)
+    should_stop, reason = stop._evaluate_stopping_criteria(torch.tensor(1.0))
+    assert should_stop is False and isinstance(reason, str)
+
+
+def test_private_apis_are_used_only_in_compat():
+    patterns = re.compile(r"_checkpoint_connector|hydra\._internal|\._storage\b|\._study_id|_MultiProcessingLauncher|"
+                          r"strategy\._launcher|\._trial_id")
+    found = [f"{path.relative_to(SRC)}:{i}" for path in SRC.rglob("*.py") if path.name != "compat.py"
+             for i, line in enumerate(path.read_text().splitlines(), 1) if patterns.search(line)]
+    assert not found, f"private Lightning/Hydra/Optuna APIs outside netkiln/compat.py: {found}"
+

@@ -5,8 +5,9 @@ trial runs), then the launcher composes it again to run it: ~0.13 s each for net
 part of a trial's overhead beyond its training. Here the launcher gets the config the check composed; the check
 itself, the grid, batching and launchers are Hydra's.
 """
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.types import HydraContext
+
+from netkiln.compat import basic_sweeper_class
 
 
 class _ComposeOnce:
@@ -33,7 +34,7 @@ class _ComposeOnce:
         return getattr(self._loader, name)
 
 
-class NetkilnBasicSweeper(BasicSweeper):
+class NetkilnBasicSweeper(basic_sweeper_class()):
     def setup(self, *, hydra_context, task_function, config) -> None:
         super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
         # Only the in-process basic launcher shares the check's configs; others (joblib, submitit) compose in

@@ -157,6 +157,8 @@ def _settle_unfinished(study, sweep_dir: Path) -> None:
     """Trials a killed sweep left RUNNING: one that wrote its metrics.json before the kill gets that result (so
     the study counts what the leaderboard shows); the others never will report: fail them, and don't count them."""
     from optuna.trial import TrialState
+
+    from netkiln.compat import optuna_trial
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
         recorded = recorded_outcome(sweep_dir / str(trial.number))
         if recorded is not None:
@@ -164,7 +166,7 @@ def _settle_unfinished(study, sweep_dir: Path) -> None:
             study.tell(trial.number, value, state=None if value is not None else state, skip_if_finished=True)
             log.info("trial %d finished before the sweep stopped; its result is now in the study", trial.number)
             continue
-        study._storage.set_trial_user_attr(trial._trial_id, "interrupted", True)
+        optuna_trial(study, trial.number).set_user_attr("interrupted", True)
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         log.warning("trial %d was interrupted; marked failed, not counted", trial.number)
 

@@ -14,10 +14,9 @@ class TrialPruned(Exception):
 
 class OptunaPruning(pl.Callback):
     def __init__(self, study, trial_number: int):
-        import optuna
+        from netkiln.compat import optuna_trial
 
-        trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number)
-        self.trial = optuna.trial.Trial(study, trial_id)
+        self.trial = optuna_trial(study, trial_number)
 
     def on_train_epoch_end(self, trainer, pl_module):
         # The module validated inside the epoch's last training step (see NetkilnModule).

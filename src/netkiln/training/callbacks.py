@@ -140,6 +140,7 @@ class HistoryWriter(pl.Callback):
 class NetkilnEarlyStopping(EarlyStopping):
     """Lightning's EarlyStopping (same settings, state and messages), comparing Python floats, and counting an epoch
     that ties the best monitored value with a lower validation loss as an improvement (`training/selection.py`).
+    Overrides two private methods of Lightning's (netkiln/compat.py lists them, with the versions checked).
 
     Lightning compares tensors and formats an improvement message with them every improved epoch, ~0.4 ms
     an epoch in all (1.5% of a small model's epoch). Thresholds and non-finite values take Lightning's path.

@@ -21,6 +21,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
 from netkiln.artifacts.files import write_bytes_atomic
+from netkiln.compat import dump_checkpoint
 from netkiln.errors import NetkilnError
 from netkiln.training.callbacks import BackgroundWriter, is_last_epoch
 from netkiln.training.selection import compare, tie_breaker_for
@@ -118,7 +119,7 @@ class RunCheckpoints(Checkpoint):
         if due:
             self._write_best(trainer)
             if self.save_last:
-                self._save(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False),
+                self._save(trainer, dump_checkpoint(trainer),
                            [self.last_path])
         self._last_stale = self.save_last and not due
 
@@ -127,7 +128,7 @@ class RunCheckpoints(Checkpoint):
             return
         self._write_best(trainer)
         if self._last_stale:    # only when the last epoch was not recognized as such at its end (see is_last_epoch)
-            self._save(trainer, trainer._checkpoint_connector.dump_checkpoint(weights_only=False), [self.last_path])
+            self._save(trainer, dump_checkpoint(trainer), [self.last_path])
             self._last_stale = False
 
     def on_exception(self, trainer, pl_module, exception):

@@ -81,12 +81,9 @@ def _record_interrupt(run_dir: Path, trainer, monitor: str, mode: str, seconds: 
 
 def _bring_back_progress(trainer) -> None:
     """Under ddp_spawn, hand the trained epochs, steps and best score back to this (the main) process."""
-    from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
-
+    from netkiln.compat import replace_spawn_launcher
     from netkiln.training.spawn import SpawnLauncher
-    launcher = getattr(trainer.strategy, "_launcher", None)
-    if type(launcher) is _MultiProcessingLauncher:
-        trainer.strategy._launcher = SpawnLauncher(trainer.strategy, start_method=launcher._start_method)
+    replace_spawn_launcher(trainer, SpawnLauncher)
 
 
 def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:

@@ -4,10 +4,11 @@ import io
 
 import torch
 from lightning_fabric.utilities.apply_func import apply_to_collection
-from pytorch_lightning.strategies.launchers.multiprocessing import _MultiProcessingLauncher
+
+from netkiln.compat import multiprocessing_launcher_class
 
 
-class SpawnLauncher(_MultiProcessingLauncher):
+class SpawnLauncher(multiprocessing_launcher_class()):
     """Lightning's ddp_spawn launcher, also handing rank 0's loop progress and best score back to the main process."""
 
     def get_extra_results(self, trainer):
