@@ -149,3 +149,16 @@ def test_private_apis_are_used_only_in_compat():
              for i, line in enumerate(path.read_text().splitlines(), 1) if patterns.search(line)]
     assert not found, f"private Lightning/Hydra/Optuna APIs outside netkiln/compat.py: {found}"
 
+
+def test_the_installed_libraries_are_in_the_pinned_ranges():
+    """pyproject.toml pins Lightning, Hydra and Optuna to the ranges these tests run on."""
+    import tomllib
+    from importlib.metadata import version
+
+    from packaging.requirements import Requirement
+
+    deps = tomllib.loads((SRC.parent / "pyproject.toml").read_text())["project"]["dependencies"]
+    pins = {r.name: r for r in map(Requirement, deps)}
+    for name in ("pytorch-lightning", "hydra-core", "optuna"):
+        assert pins[name].specifier.contains(version(name)), (name, version(name), str(pins[name].specifier))
+    assert not pins["pytorch-lightning"].specifier.contains("2.5.0"), "EarlyStoppingReason needs Lightning 2.6"
