@@ -136,7 +136,7 @@ def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
                          where=file or "the table", key="data.unknown_categories", file=file)
     if bundle.task.is_classification:
         return x, class_indices(bundle, frame[columns[0]], key=key, file=file, column=columns[0])
-    return x, torch.from_numpy(frame[columns].to_numpy(dtype=np.float32))
+    return x, torch.from_numpy(frame[columns].to_numpy(dtype=np.float32, copy=True))    # writable: no torch warning
 
 
 def class_indices(bundle: Bundle, labels, *, key: str, file: str | None = None,
