@@ -162,3 +162,28 @@ def test_the_installed_libraries_are_in_the_pinned_ranges():
     for name in ("pytorch-lightning", "hydra-core", "optuna"):
         assert pins[name].specifier.contains(version(name)), (name, version(name), str(pins[name].specifier))
     assert not pins["pytorch-lightning"].specifier.contains("2.5.0"), "EarlyStoppingReason needs Lightning 2.6"
+
+
+# ------------------------------------------------------------------------------------ torch.export
+@pytest.mark.parametrize("model, data", [
+    ("mlp", []),
+    ("cnn", ["data.layout=sequence", "data.shape=[8,2]"]),
+    ("gru", ["data.layout=sequence", "data.shape=[4,2]"]),
+    ("lstm", ["data.layout=sequence", "data.shape=[4,2]"]),
+])
+def test_torch_export_writes_a_pt2_that_matches_pytorch(tmp_path, capsys, model, data):
+    import json
+
+    import torch
+
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "data.n_features=16", f"model={model}", *data, f"hydra.run.dir={run}"]) == 0
+    capsys.readouterr()
+    assert main(["export", f"run={run}", "format=torch_export", "probabilities=true"]) == 0
+    assert "max abs difference from PyTorch on 64 rows" in capsys.readouterr().out
+    path = run / "export" / "model.pt2"
+    sidecar = json.loads((run / "export" / "model.pt2.json").read_text())
+    assert sidecar["format"] == "torch_export" and sidecar["check"]["rows"] == 64 and sidecar["check"]["ok"]
+    program = torch.export.load(str(path)).module()
+    x = torch.randn(3, *sidecar["input"]["shape"][1:])
+    assert torch.allclose(program(x).sum(-1), torch.ones(3), atol=1e-5)     # any batch size; probabilities

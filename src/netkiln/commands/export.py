@@ -1,4 +1,4 @@
-"""`netkiln export run=DIR format=onnx|torchscript`: the run's model for serving outside netkiln."""
+"""`netkiln export run=DIR format=onnx|torch_export|torchscript`: the run's model for serving outside netkiln."""
 from __future__ import annotations
 
 from netkiln.commands.hydra_app import run_hydra
