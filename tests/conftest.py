@@ -13,6 +13,21 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def tiny_run(n_samples: int = 120, epochs: int | None = 1, model: str | None = "mlp", n_features: int = 8) -> list[str]:
+    """`netkiln train` overrides for a run of a few seconds: synthetic rows, a small model, the debug trainer, no
+    progress bar, batches of 32. epochs=None (or model=None) leaves trainer.max_epochs (or model) to the test."""
+    args = ["data=synthetic", f"data.n_samples={n_samples}", f"data.n_features={n_features}", "trainer=debug",
+            "trainer.enable_progress_bar=false", "batch_size=32"]
+    if model is not None:
+        args.append(f"model={model}")
+    if epochs is not None:
+        args.append(f"trainer.max_epochs={epochs}")
+    return args
+
+
+TINY = tiny_run()           # one epoch of an MLP on 120 rows (import it: `from conftest import TINY`)
+
+
 @pytest.fixture(autouse=True)
 def _cache_dir(tmp_path_factory, monkeypatch):
     # Generated datasets (MNIST-1D) are cached once per test session, never in the working folder.

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 
 from netkiln.cli import main
+from conftest import TINY
 
-TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=1"]
 SEQ = ["data.layout=sequence", "data.shape=[4,2]"]           # synthetic sequences (T=4, F=2)
 CSV = ["data=csv", "data.target=label", "model=mlp", "trainer=debug", "trainer.enable_progress_bar=false"]
 PRED = ["{run}/in.csv", "output={tmp}/out/pred.csv"]

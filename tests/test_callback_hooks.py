@@ -5,9 +5,9 @@ import pytest
 import pytorch_lightning as pl
 
 from netkiln.cli import main
+from conftest import tiny_run
 
-TINY = ["data=synthetic", "data.n_samples=300", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=2", "trainer.num_sanity_val_steps=0"]
+TINY = tiny_run(300, epochs=2) + ["trainer.num_sanity_val_steps=0"]
 BATCHES, EPOCHS = 7, 2          # 210 training rows / 32
 
 

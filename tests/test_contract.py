@@ -10,9 +10,8 @@ import yaml
 
 from netkiln.cli import main
 from netkiln.trust import is_trusted_target
+from conftest import TINY
 
-TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=1"]
 
 
 # ------------------------------------------------------------------------------------ one trust rule for _target_

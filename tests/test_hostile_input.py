@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from netkiln.cli import main
-from test_bad_inputs import TINY
+from conftest import TINY
 
 SUMMARY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp"]     # TINY without training
 

@@ -14,9 +14,9 @@ from netkiln.artifacts.inputs import open_input
 from netkiln.artifacts.predictions import predict_file
 from netkiln.cli import main
 from netkiln.errors import NetkilnError
+from conftest import tiny_run
 
-TINY = ["data=synthetic", "data.n_samples=300", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32"]
+TINY = tiny_run(300, epochs=None)
 FEATURES = [f"x{i}" for i in range(8)]
 
 

@@ -60,6 +60,7 @@ def run_in_terminal(args: list[str], cwd, timeout: float = 240) -> str:
     return text
 
 
+@pytest.mark.slow          # a child process (~11-16 s on a busy machine); run by .ci/run
 def test_last_frame_shows_the_last_epoch_after_early_stopping(tmp_path):
     # Early stopping decides after the bar's epoch-end hook: the bar learns that the run ended only at train end.
     run = tmp_path / "run"

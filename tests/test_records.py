@@ -18,9 +18,8 @@ import pytest
 
 from conftest import run_cli
 from netkiln.cli import main
+from conftest import TINY
 
-TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=1"]
 
 
 def snapshot(folder: Path) -> dict:
@@ -35,6 +34,7 @@ def dead_pid() -> int:
 
 
 # ------------------------------------------------------------------------------------------------ run directory
+@pytest.mark.slow          # a child process (~11-16 s on a busy machine); run by .ci/run
 def test_a_second_train_in_a_busy_run_directory_is_refused_and_writes_nothing(tmp_path):
     run = tmp_path / "run"
     first = subprocess.Popen([sys.executable, "-m", "netkiln.cli", "train", *TINY, "trainer.max_epochs=3",

@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from netkiln.cli import main
+from conftest import tiny_run
 
-TINY = ["data=synthetic", "data.n_samples=300", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32"]
+TINY = tiny_run(300, epochs=None)
 
 
 def read_metrics(run_dir):

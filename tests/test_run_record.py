@@ -19,13 +19,12 @@ import pytest
 
 from netkiln.cli import main
 from test_faults import CHILD, SIGINT_IN_EPOCH
+from conftest import TINY
 
 EPOCHS = 4
 GRU = ["data=synthetic", "data.n_samples=300", "data.layout=sequence", "data.shape=[6,4]", "model=gru",
        "model.layers.0.gru.units=8", "trainer=debug", "trainer.enable_progress_bar=false", "batch_size=32",
        f"trainer.max_epochs={EPOCHS}", "callbacks=none"]
-TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=1"]
 
 
 def metrics(run: Path) -> dict:
@@ -55,6 +54,7 @@ def gru_runs(tmp_path_factory):
     return straight, stopped, result.stdout
 
 
+@pytest.mark.slow          # a child process (~11-16 s on a busy machine); run by .ci/run
 def test_the_printed_resume_line_continues_a_gru_run_and_keeps_its_record(gru_runs, tmp_path):
     straight, stopped, stdout = gru_runs
     printed = [line.split("continue with: ", 1)[1] for line in stdout.splitlines() if "continue with: " in line]

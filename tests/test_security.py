@@ -10,10 +10,9 @@ import torch
 import yaml
 
 from netkiln.cli import main
+from conftest import TINY
 
 SRC = Path(__file__).resolve().parent.parent / "src"
-TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32", "trainer.max_epochs=1"]
 
 
 def test_every_torch_load_in_the_source_is_weights_only():

@@ -1,13 +1,15 @@
 """Model selection: grid and Optuna sweeps, failure tolerance, pruning, resume, launchers, leaderboard."""
 import csv
 import json
+import re
+from datetime import datetime
 
 import pytest
 
 from netkiln.cli import main
+from conftest import tiny_run
 
-TINY = ["data=synthetic", "data.n_samples=240", "data.n_features=8", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32"]
+TINY = tiny_run(240, epochs=None, model=None)
 
 
 def sweep(tmp_path, *overrides, name="sweep"):
@@ -130,11 +132,22 @@ def test_optuna_grid_sampler_over_choices(tmp_path):
     assert {r["overrides"] for r in leaderboard(out)} == {"model=mlp", "model=perceptron"}
 
 
+def _log_span(train_log) -> tuple[datetime, datetime]:
+    """When a trial's train.log was first and last written (Hydra's `[2026-11-30 19:36:42,123][...]` lines)."""
+    stamps = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
+              for line in train_log.read_text().splitlines() if re.match(r"\[\d{4}-\d\d-\d\d ", line)]
+    return stamps[0], stamps[-1]
+
+
 def test_joblib_launcher_runs_trials_in_parallel(tmp_path):
     rc, out = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp,perceptron",
                     "trainer.max_epochs=2")
     assert rc == 0
-    assert [r["status"] for r in leaderboard(out)] == ["ok", "ok"]
+    rows = leaderboard(out)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    # In parallel: each trial's log starts before the other's ends.
+    (start_a, end_a), (start_b, end_b) = (_log_span(out / r["trial"] / "train.log") for r in rows)
+    assert start_a < end_b and start_b < end_a, (start_a, end_a, start_b, end_b)
 
 
 def test_optuna_with_joblib_batches(tmp_path):
@@ -144,6 +157,7 @@ def test_optuna_with_joblib_batches(tmp_path):
     assert [r["status"] for r in leaderboard(out)] == ["ok", "ok"]
 
 
+@pytest.mark.slow          # a child process (~11-16 s on a busy machine); run by .ci/run
 def test_submitit_local_launcher(tmp_path):
     rc, out = sweep(tmp_path, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "model=perceptron",
                     "trainer.max_epochs=2")

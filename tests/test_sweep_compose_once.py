@@ -2,9 +2,9 @@
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 
 from netkiln.cli import main
+from conftest import tiny_run
 
-TINY = ["data=synthetic", "data.n_samples=120", "data.n_features=4", "model=mlp", "trainer=debug",
-        "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "batch_size=32"]
+TINY = tiny_run(n_features=4)
 
 
 def test_one_composition_per_trial(tmp_path, monkeypatch):

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from netkiln.cli import main
+from conftest import ROOT, tiny_run
 
-TINY = ["data=synthetic", "data.n_samples=300", "data.n_features=8", "model=mlp", "trainer=debug",
-        "trainer.enable_progress_bar=false", "batch_size=32"]
+TINY = tiny_run(300, epochs=None)
 
 
 def train(tmp_path, *overrides, name="run"):
@@ -70,10 +70,24 @@ def test_schedulers(tmp_path, scheduler):
         assert float(rows[1]["lr"]) != float(rows[0]["lr"])
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd", "rmsprop"])
-def test_optimizers(tmp_path, optimizer):
-    rc, _ = train(tmp_path, f"optimizer={optimizer}", "trainer.max_epochs=1")
+@pytest.mark.parametrize("optimizer, state_key", [("adam", "exp_avg"), ("adamw", "exp_avg"),
+                                                  ("sgd", "momentum_buffer"), ("rmsprop", "square_avg")])
+def test_optimizers(tmp_path, optimizer, state_key):
+    """The checkpoint's optimizer is the chosen one, with its config's settings, and it has stepped."""
+    from hydra.utils import get_class
+    from omegaconf import OmegaConf
+
+    rc, run = train(tmp_path, f"optimizer={optimizer}", "trainer.max_epochs=1")
     assert rc == 0
+    conf = OmegaConf.to_container(OmegaConf.load(ROOT / "src/netkiln/conf/optimizer" / f"{optimizer}.yaml"))
+    cls = get_class(conf.pop("_target_"))
+    conf.pop("_partial_")
+    expected = cls([torch.zeros(1, requires_grad=True)], **conf).param_groups[0]
+    (saved,) = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["optimizer_states"]
+    group = saved["param_groups"][0]
+    assert {k: group[k] for k in expected if k != "params"} == {k: v for k, v in expected.items() if k != "params"}
+    assert saved["state"] and all(state_key in state for state in saved["state"].values())
+    assert read_metrics(run)["steps"] == 7            # 210 training rows / 32
 
 
 def test_regression_task_monitors_val_loss(tmp_path):
@@ -223,9 +237,24 @@ def test_compile_argument_typo_names_the_key(tmp_path, capsys):
     assert "compile.mdoe" in err and "Did you mean 'mode'?" in err and "Traceback" not in err
 
 
-def test_bf16_mixed_precision_on_cpu_takes_the_precision_plugin_path(tmp_path):
+def test_bf16_mixed_precision_on_cpu_takes_the_precision_plugin_path(tmp_path, monkeypatch):
+    """Every optimizer step goes through Lightning's MixedPrecision plugin (not the plain torch step), under bf16
+    autocast."""
+    from pytorch_lightning.plugins.precision import MixedPrecision
+
+    steps, autocast = [], []
+    plugin_step = MixedPrecision.optimizer_step
+
+    def counting_step(self, optimizer, model, closure, **kwargs):
+        steps.append(1)
+        # the step runs inside training_step, so inside the plugin's bf16 autocast context
+        autocast.append(torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+        return plugin_step(self, optimizer, model, closure, **kwargs)
+
+    monkeypatch.setattr(MixedPrecision, "optimizer_step", counting_step)
     rc, run = train(tmp_path, "trainer.max_epochs=2", "trainer.precision=bf16-mixed")
     assert rc == 0 and read_metrics(run)["steps"] > 0
+    assert len(steps) == read_metrics(run)["steps"] == 2 * 7 and all(autocast)
 
 
 def test_validation_every_second_epoch(tmp_path):
