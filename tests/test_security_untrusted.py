@@ -142,10 +142,10 @@ def test_an_environment_value_never_reaches_the_bundle(world, tmp_path, monkeypa
     (tmp_path / "conf" / "data" / "envpath.yaml").write_text(
         "name: csv\npath: ${oc.env:NETKILN_TEST_CSV}\ntarget: label\n")
     (tmp_path / "conf" / "data" / "chained.yaml").write_text(     # reaches the environment through ${key}
-        f"name: csv\npath: {world['csv']}\ntarget: label\nna_values: ['${{hidden}}']\n")
+        f"name: csv\npath: {world['csv']}\ntarget: label\nna_values: ['${{vars.hidden}}']\n")
     monkeypatch.chdir(tmp_path)
     cases = [("envpath", [], "data.path"),
-             ("chained", ["+hidden=${oc.env:NETKILN_TEST_SECRET}"], "data.na_values[0]")]
+             ("chained", ["+vars.hidden=${oc.env:NETKILN_TEST_SECRET}"], "data.na_values[0]")]
     for name, extra, key in cases:
         for command in ("train", "analyze"):
             capsys.readouterr()

@@ -37,7 +37,10 @@ def check_unknown_keys(cfg, command: str) -> None:
     added = _added_keys(overrides, set(hydra_cfg.runtime.choices))
     if not added:                       # the common case: no second composition
         return
-    known = set(compose(config_name=command, overrides=[o for o in overrides if o not in added]).keys())
+    # The user's conf/ folder reaches the search path as a hydra.searchpath override: keep it for this composition.
+    searchpath = [o for o in hydra_cfg.overrides.hydra if o.lstrip("+").startswith("hydra.searchpath=")]
+    known = set(compose(config_name=command,
+                        overrides=[*searchpath, *(o for o in overrides if o not in added)]).keys())
     for key in cfg.keys():
         if key not in known and key not in FREE_NAMESPACES:
             raise NetkilnError(f"unknown config key.{did_you_mean(str(key), known)} netkiln reads none of its "
