@@ -202,6 +202,7 @@ def test_load_evaluates_arrays_with_their_labels(array_run, tmp_path):
     raw = load_dataset({**model.bundle.data_config, "standardize": False}, seed=model.bundle.seed)
     labels = np.asarray(model.classes_, dtype=object)[raw.y_test.numpy()]
     assert model.evaluate((raw.x_test, labels)) == pytest.approx(evaluation_json(tmp_path / "ev"), abs=1e-6)
+    assert model.evaluate(raw.x_test, labels) == model.evaluate((raw.x_test, labels))       # Keras's form
     with pytest.raises(NetkilnError, match="never saw: unicorn"):
         model.evaluate((raw.x_test[:2], ["unicorn", labels[0]]))
     with pytest.raises(NetkilnError, match="not trained on a table"):

@@ -107,7 +107,7 @@ class SavedModel:
         return frame[[f"prob_{label}" for label in self.classes_]].to_numpy(dtype=np.float32)
 
     # ------------------------------------------------------------------------------------------------ evaluate
-    def evaluate(self, data: Any = None, *, split: str = "auto", batch_size: int = 1024,
+    def evaluate(self, data: Any = None, y: Any = None, *, split: str = "auto", batch_size: int = 1024,
                  unknown_categories: str | None = None) -> dict:
         """The metrics `netkiln evaluate` writes into evaluation.json (loss and the task's metrics), on:
 
@@ -115,13 +115,16 @@ class SavedModel:
           test | all, as `netkiln evaluate run=RUN split=...`;
         - a DataFrame with the training columns and the target column(s), for a model trained on a table (every
           row with a target value, as `netkiln evaluate run=RUN data=csv data.path=...`);
-        - a pair (x, y): rows as predict() takes them, and the true labels as predict() returns them (or values).
+        - x and y, as `evaluate(x, y)` (Keras) or `evaluate((x, y))`: rows as predict() takes them, and the true
+          labels as predict() returns them (or values).
         """
         import pandas as pd
 
         from netkiln.artifacts import evaluation
 
         bundle = self.bundle
+        if y is not None:
+            data = (data, y)
         if data is None:
             _, _, x, y = evaluation.run_data(bundle, split)
         elif isinstance(data, pd.DataFrame):
@@ -130,7 +133,7 @@ class SavedModel:
                                    "labels or values", key="data")
             x, y = evaluation.table_xy(bundle, data, key="data", file="<DataFrame>",
                                        unknown_categories=unknown_categories)
-        elif isinstance(data, (tuple, list)) and len(data) == 2:
+        elif isinstance(data, tuple) and len(data) == 2:
             x, y = self.prepare(data[0]), self._targets(data[1])
             if len(x) != len(y):
                 raise NetkilnError(f"x has {len(x)} rows but y has {len(y)} values", key="data")
