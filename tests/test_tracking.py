@@ -1,5 +1,6 @@
 """logger=tensorboard / mlflow: what a run and a sweep log, read back with each tool's own reader."""
 import csv
+import json
 
 import pytest
 
@@ -106,4 +107,6 @@ def test_missing_tracking_package_says_what_to_install(tmp_path, capsys, monkeyp
     assert rc == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install 'netkiln[tracking]'" in err[0] and "logger" in err[0]
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    # A failed run's record: its metrics.json says so, and nothing was trained.
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+    assert not (tmp_path / "run" / "model").exists() and not (tmp_path / "run" / "checkpoints").exists()
