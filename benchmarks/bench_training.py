@@ -178,7 +178,7 @@ def mmm(values: list[float], scale: float = 1.0, fmt: str = "{:.1f}") -> str:
 
 
 def bench_model(name: str, repeats: int, epochs: int, device: torch.device) -> dict:
-    from netkiln.pipeline import build_data_and_model
+    from netkiln.data_and_model import build_data_and_model
 
     overrides, description = MODELS[name]
     cfg = compose(overrides)

@@ -107,6 +107,7 @@ def assert_same_result(run: Path, straight: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ Ctrl-C
+@pytest.mark.slow          # a child process (~10-19 s on a busy machine); run by .ci/run
 def test_ctrl_c_keeps_the_last_epoch_writes_what_it_has_and_exits_130(tmp_path, straight):
     run = tmp_path / "run"
     result = child(run, SIGINT_IN_EPOCH.format(epoch=3))
@@ -159,7 +160,7 @@ def test_sigkill_inside_the_bundle_write_leaves_no_bundle_and_resume_finishes(tm
 # ------------------------------------------------------------------------------------------------ disk full
 def _disk_full_on(monkeypatch, name: str, nth: int = 1) -> None:
     """The `nth` atomic write of a file named `name` hits a full disk half-way."""
-    import netkiln.artifacts.files as files
+    import netkiln.io.files as files
 
     real = files.write_atomic
     seen = []

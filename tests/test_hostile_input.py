@@ -224,7 +224,7 @@ def test_the_confusion_matrix_plot_refuses_too_many_classes(tmp_path):
 def test_json_files_never_hold_nan(tmp_path):
     import torch
 
-    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.io.files import write_json_atomic
 
     path = write_json_atomic(tmp_path / "m.json", {"loss": float("nan"), "r2": np.float32("-inf"),
                                                    "n": np.int64(3), "t": torch.tensor(0.5), "v": [math.inf, 1.5]})
@@ -236,7 +236,7 @@ def test_json_files_never_hold_nan(tmp_path):
 
 
 def test_write_errors_name_the_file_in_the_way_and_say_things_once(tmp_path):
-    from netkiln.artifacts.files import write_error, write_text_atomic
+    from netkiln.io.files import write_error, write_text_atomic
     from netkiln.errors import NetkilnError
 
     (tmp_path / "data.csv").write_text("a\n")

@@ -1,10 +1,12 @@
 """Model selection: grid and Optuna sweeps, failure tolerance, pruning, resume, launchers, leaderboard."""
 import csv
 import json
-import re
-from datetime import datetime
+import os
+import time
+from pathlib import Path
 
 import pytest
+import pytorch_lightning as pl
 
 from netkiln.cli import main
 from conftest import tiny_run
@@ -132,22 +134,33 @@ def test_optuna_grid_sampler_over_choices(tmp_path):
     assert {r["overrides"] for r in leaderboard(out)} == {"model=mlp", "model=perceptron"}
 
 
-def _log_span(train_log) -> tuple[datetime, datetime]:
-    """When a trial's train.log was first and last written (Hydra's `[2026-11-30 19:36:42,123][...]` lines)."""
-    stamps = [datetime.strptime(line[1:24], "%Y-%m-%d %H:%M:%S,%f")
-              for line in train_log.read_text().splitlines() if re.match(r"\[\d{4}-\d\d-\d\d ", line)]
-    return stamps[0], stamps[-1]
+class Rendezvous(pl.Callback):
+    """At its start, each trial waits until `trials` trials have started: trials that run one after another never
+    all arrive, and the first one fails after `seconds`."""
+
+    def __init__(self, folder: str, trials: int, seconds: float = 120):
+        self.folder, self.trials, self.seconds = Path(folder), trials, seconds
+
+    def on_fit_start(self, trainer, pl_module):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / f"{os.getpid()}-{time.monotonic_ns()}").touch()
+        deadline = time.monotonic() + self.seconds
+        while len(list(self.folder.iterdir())) < self.trials:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no other trial started while this one waited: the trials did not run in parallel")
+            time.sleep(0.05)
 
 
 def test_joblib_launcher_runs_trials_in_parallel(tmp_path):
+    arrived = tmp_path / "arrived"
     rc, out = sweep(tmp_path, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model=mlp,perceptron",
-                    "trainer.max_epochs=2")
+                    "trainer.max_epochs=2", "allow_targets=true",
+                    f"callbacks.extra=[{{_target_: test_sweep.Rendezvous, folder: '{arrived}', trials: 2}}]")
     assert rc == 0
-    rows = leaderboard(out)
-    assert [r["status"] for r in rows] == ["ok", "ok"]
-    # In parallel: each trial's log starts before the other's ends.
-    (start_a, end_a), (start_b, end_b) = (_log_span(out / r["trial"] / "train.log") for r in rows)
-    assert start_a < end_b and start_b < end_a, (start_a, end_a, start_b, end_b)
+    assert [r["status"] for r in leaderboard(out)] == ["ok", "ok"]
+    # Both trials were running at once, each in a worker process of its own (not this one).
+    pids = {name.split("-")[0] for name in os.listdir(arrived)}
+    assert len(pids) == 2 and str(os.getpid()) not in pids
 
 
 def test_optuna_with_joblib_batches(tmp_path):

@@ -95,7 +95,7 @@ def record_picked_model(cfg, run_dir: Path, *, changed: bool = False) -> None:
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf
 
-    from netkiln.artifacts.files import write_text_atomic
+    from netkiln.io.files import write_text_atomic
 
     picked = changed or str(cfg.model.get("description") or "").startswith(PICKED)
     if not picked or not HydraConfig.initialized() or HydraConfig.get().output_subdir is None:

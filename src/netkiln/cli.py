@@ -9,16 +9,7 @@ import importlib
 import os
 import sys
 
-# command -> (module with `run(argv) -> int`, one-line help)
-COMMANDS = {
-    "train": ("netkiln.commands.train", "train a model: netkiln train model=gru optimizer.lr=3e-3 (-m for sweeps)"),
-    "summary": ("netkiln.commands.summary", "print the compiled model's layer table, without training"),
-    "analyze": ("netkiln.commands.analyze", "describe the data: tables, analysis.json and a PNG; nothing trained"),
-    "evaluate": ("netkiln.commands.evaluate", "metrics and plots of a trained run: netkiln evaluate run=DIR"),
-    "predict": ("netkiln.commands.predict", "predict new rows: netkiln predict run=DIR input=new.csv output=pred.csv"),
-    "export": ("netkiln.commands.export", "write a run's model as ONNX or TorchScript: netkiln export run=DIR"),
-    "leaderboard": ("netkiln.commands.leaderboard", "rebuild and print a sweep's leaderboard: netkiln leaderboard DIR"),
-}
+from netkiln.commands import COMMANDS
 
 USAGE = """usage: netkiln <command> [key=value ...] [hydra flags]
 
@@ -57,15 +48,15 @@ def _calm_openmp() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
-        import netkiln
-        netkiln.LAUNCH_ARGV = list(sys.argv)
+        from netkiln import launch
+        launch.ARGV = list(sys.argv)
     argv = sys.argv[1:] if argv is None else argv
     _calm_openmp()
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())
         return 0
     if argv[0] in ("-V", "--version"):
-        from netkiln import __version__
+        from netkiln.version import __version__
         print(f"netkiln {__version__}")
         return 0
     command = argv[0]

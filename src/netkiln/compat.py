@@ -10,7 +10,7 @@ Private names netkiln relies on that cannot move behind a wrapper here (subclass
   (training/callbacks.py, NetkilnEarlyStopping overrides both): the only hooks where Lightning reads the monitored
   value and decides to stop; netkiln compares floats there and breaks ties by val/loss. _evaluate_stopping_criteria
   returns (should_stop, reason) with `reason` a message string in 2.6.
-- pytorch_lightning.strategies.launchers.multiprocessing._MultiProcessingLauncher (training/spawn.py subclasses it
+- pytorch_lightning.strategies.launchers.multiprocessing._MultiProcessingLauncher (training/ddp_spawn_launcher.py subclasses it
   via multiprocessing_launcher_class()): ddp_spawn's launcher, the one place to send rank 0's loop state back.
 - hydra._internal.core_plugins.basic_sweeper.BasicSweeper (hydra_plugins/netkiln_basic_sweeper subclasses it via
   basic_sweeper_class()): Hydra's grid sweeper, reused whole except for one composition per trial; the subclass

@@ -43,9 +43,33 @@ class NetkilnError(Exception):
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """Return " Did you mean 'x'?" for the closest choice, or "" when nothing is close."""
-    close = difflib.get_close_matches(str(name), sorted(set(choices)), n=1, cutoff=0.6)
-    return f" Did you mean '{close[0]}'?" if close else ""
+    """Return " Did you mean 'x'?" for the closest choice, or "" when nothing is close.
+
+    The same name in other case wins; then ties (conv1d vs conv2d for 'convd1') go to the fewest edits, so swapped
+    letters find the intended name."""
+    name = str(name)
+    pool = sorted(set(map(str, choices)))
+    same = [c for c in pool if c.lower() == name.lower()]
+    if same:
+        return f" Did you mean '{same[0]}'?"
+    close = difflib.get_close_matches(name, pool, n=6, cutoff=0.6)
+    close += [c for c in pool if c not in close and _osa(name, c) <= max(1, len(name) // 4)]
+    if not close:
+        return ""
+    best = min(close, key=lambda c: (_osa(name, c), -difflib.SequenceMatcher(None, name, c).ratio()))
+    return f" Did you mean '{best}'?"
+
+
+def _osa(a: str, b: str) -> int:
+    """Edit distance counting an adjacent swap as one edit (convd1 -> conv1d is 1)."""
+    d = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+    for i in range(1, len(a) + 1):
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            d[i][j] = min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                d[i][j] = min(d[i][j], d[i - 2][j - 2] + 1)
+    return d[-1][-1]
 
 
 class UserErrorAbort(BaseException):

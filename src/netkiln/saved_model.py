@@ -9,7 +9,7 @@
 
 Input is what `netkiln predict` reads, already in memory: a pandas DataFrame with the training columns, or a numpy
 array / torch tensor of rows (raw, or already prepared in the model's input shape). Every step is the CLI's own
-code (artifacts.predictions and artifacts.evaluation), so both give the same numbers.
+code (artifacts.predictions and training.bundle_evaluation), so both give the same numbers.
 """
 from __future__ import annotations
 
@@ -120,7 +120,7 @@ class SavedModel:
         """
         import pandas as pd
 
-        from netkiln.artifacts import evaluation
+        from netkiln.training import bundle_evaluation as evaluation
 
         bundle = self.bundle
         if y is not None:
@@ -146,7 +146,7 @@ class SavedModel:
         """True labels (classification) or values (regression) → the tensor the metrics compare against."""
         import torch
 
-        from netkiln.artifacts.evaluation import class_indices
+        from netkiln.training.bundle_evaluation import class_indices
 
         values = _as_array(y)
         if self.task.is_classification:

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from netkiln.artifacts.files import staged_folder, write_atomic, write_json_atomic, write_text_atomic
-from netkiln.plain import to_container
+from netkiln.config_values import to_container
+from netkiln.io.files import staged_folder, write_atomic, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 
 BUNDLE_DIR = "model"
@@ -84,7 +84,7 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None, loss: di
 
     import torch
 
-    import netkiln
+    from netkiln.version import __version__
     from netkiln.compiler import count_params
 
     task = dataset.task.to_dict()
@@ -108,7 +108,7 @@ def bundle_contents(cfg, dataset, network, metrics: dict | None = None, loss: di
     metrics = metrics or {}
     meta = {
         "bundle_format": BUNDLE_FORMAT,
-        "netkiln": netkiln.__version__,
+        "netkiln": __version__,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "platform": sys.platform,
@@ -263,7 +263,7 @@ def _version_tuple(text: str) -> tuple:
 
 def check_meta(meta: dict, file: Path, key: str) -> None:
     """Refuse a bundle written by a newer netkiln or in a newer bundle format."""
-    import netkiln
+    from netkiln.version import __version__
 
     fmt = meta.get("bundle_format")
     written_by = meta.get("netkiln", "unknown")
@@ -271,12 +271,12 @@ def check_meta(meta: dict, file: Path, key: str) -> None:
         raise NetkilnError("meta.json has no bundle_format; this is not a netkiln bundle.", key=key, file=str(file))
     if fmt > BUNDLE_FORMAT:
         raise NetkilnError(f"this bundle was written by netkiln {written_by} in bundle format {fmt}, but netkiln "
-                           f"{netkiln.__version__} reads format {BUNDLE_FORMAT} at most; upgrade netkiln "
+                           f"{__version__} reads format {BUNDLE_FORMAT} at most; upgrade netkiln "
                            "(pip install -U netkiln).", key=key, file=str(file))
-    mine, theirs = _version_tuple(netkiln.__version__), _version_tuple(written_by)
+    mine, theirs = _version_tuple(__version__), _version_tuple(written_by)
     if mine and theirs and theirs > mine:
         raise NetkilnError(f"this bundle was written by a newer netkiln ({written_by}) than the one installed "
-                           f"({netkiln.__version__}); upgrade netkiln to load it.", key=key, file=str(file))
+                           f"({__version__}); upgrade netkiln to load it.", key=key, file=str(file))
 
 
 def find_targets(node: Any, path: str = "") -> list[tuple[str, Any]]:

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from netkiln.config_values import is_int
 from netkiln.data.dataset import LAYOUTS
 from netkiln.data.preprocess import FEATURE_AXIS
 from netkiln.errors import NetkilnError
@@ -35,12 +36,8 @@ def _refuse(bad: _Bad, file: Path, key: str) -> NetkilnError:
 
 
 # ------------------------------------------------------------------------------------------------ value checks
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)       # JSON/YAML `true` is not 1
-
-
 def _int(v: Any, where: str, minimum: int = 0) -> int:
-    if not _is_int(v) or v < minimum:
+    if not is_int(v) or v < minimum:
         raise _Bad(where, f"an integer of at least {minimum}", v)
     return v
 
@@ -59,7 +56,7 @@ def _numbers(v: Any, where: str, length: int, what: str, *, positive: bool = Fal
 
 
 def _shape(v: Any, where: str) -> tuple:
-    if not isinstance(v, list) or not 1 <= len(v) <= 3 or not all(_is_int(d) and d >= 1 for d in v):
+    if not isinstance(v, list) or not 1 <= len(v) <= 3 or not all(is_int(d) and d >= 1 for d in v):
         raise _Bad(where, "a list of 1 to 3 positive integers", v)
     return tuple(v)
 
@@ -120,7 +117,7 @@ def check_config(config: dict, file: Path, key: str) -> None:
             _shape(config["input_shape"], "input_shape")
         if "layout" in config:
             _choice(config["layout"], "layout", LAYOUTS)
-        if "seed" in config and not _is_int(config["seed"]):
+        if "seed" in config and not is_int(config["seed"]):
             raise _Bad("seed", "an integer", config["seed"])
         for name in ("data", "loss"):
             if config.get(name) is not None:
@@ -158,7 +155,7 @@ def _preparation(p: dict, layout: str, shape: tuple, task: dict) -> None:
     if "standardize" in p:
         s = _mapping(p["standardize"], "preparation.standardize")
         axis = s.get("feature_axis")
-        if axis != FEATURE_AXIS[layout] or not _is_int(axis):
+        if axis != FEATURE_AXIS[layout] or not is_int(axis):
             raise _Bad("preparation.standardize.feature_axis", f"{FEATURE_AXIS[layout]} for {layout} input", axis)
         n = shape[axis]
         _numbers(s.get("mean"), "preparation.standardize.mean", n, "one per feature")
@@ -269,7 +266,7 @@ def safetensors_shapes(path: Path, key: str) -> dict[str, tuple]:
         if name == "__metadata__":
             continue
         shape = entry.get("shape") if isinstance(entry, dict) else None
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+        if not isinstance(shape, list) or not all(is_int(d) and d >= 0 for d in shape):
             raise bad(f"the tensor {name!r} has no valid shape")
         shapes[name] = tuple(shape)
     return shapes

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from netkiln.artifacts.bundle import Bundle
-from netkiln.artifacts.files import write_atomic, write_bytes_atomic, write_json_atomic
+from netkiln.io.files import write_atomic, write_bytes_atomic, write_json_atomic
 from netkiln.errors import NetkilnError, did_you_mean
 
 log = logging.getLogger("netkiln")
@@ -161,7 +161,7 @@ def run_exported(fmt: str, path: Path, x: torch.Tensor) -> np.ndarray | None:
 
 
 def _sidecar(bundle: Bundle, fmt: str, path: Path, module: ExportModule, opset: int | None) -> dict:
-    import netkiln
+    from netkiln.version import __version__
 
     task = bundle.task
     from netkiln.artifacts.predictions import class_labels
@@ -177,7 +177,7 @@ def _sidecar(bundle: Bundle, fmt: str, path: Path, module: ExportModule, opset: 
         "format": fmt,
         "file": path.name,
         "opset": opset,
-        "netkiln": netkiln.__version__,
+        "netkiln": __version__,
         "torch": torch.__version__,
         "run": str(bundle.run_dir),
         "input": {"name": "input", "shape": ["batch", *bundle.input_shape], "dtype": "float32",

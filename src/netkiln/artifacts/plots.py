@@ -10,7 +10,7 @@ import math
 from pathlib import Path
 from typing import Sequence
 
-from netkiln.artifacts.files import write_atomic
+from netkiln.io.files import write_atomic
 
 # Above this many classes a confusion matrix is neither readable as a picture nor small (k x k cells): evaluate
 # keeps the per-class table only.

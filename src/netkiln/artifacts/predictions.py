@@ -287,7 +287,7 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
     """
     import pandas as pd
 
-    from netkiln.artifacts.files import write_atomic
+    from netkiln.io.files import write_atomic
     from netkiln.data import unknown_categories as unknown
 
     table_model = bundle.preparation.get("kind") == "table"

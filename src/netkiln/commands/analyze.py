@@ -11,13 +11,12 @@ log = logging.getLogger("netkiln")
 
 def _task(cfg) -> None:
     from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf
-
-    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.io.files import write_json_atomic
     from netkiln.data.analyze import analyze_data, plot_report, print_report
+    from netkiln.config_values import to_container
     from netkiln.interpolation import refuse_env_values
 
-    from netkiln.pipeline import seed_of
+    from netkiln.data_and_model import seed_of
 
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
@@ -26,7 +25,7 @@ def _task(cfg) -> None:
     except BaseException:
         _remove_if_empty(out_dir)
         raise
-    report["config"] = {"data": OmegaConf.to_container(cfg.data, resolve=True), "seed": seed_of(cfg)}
+    report["config"] = {"data": to_container(cfg.data), "seed": seed_of(cfg)}
     print_report(report)
     plot_report(report, context, out_dir / "analysis.png")
     write_json_atomic(out_dir / "analysis.json", report)

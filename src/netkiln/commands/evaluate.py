@@ -6,8 +6,8 @@ from netkiln.commands.hydra_app import run_hydra
 
 def _task(cfg) -> None:
     from netkiln.artifacts.bundle import load_bundle
-    from netkiln.artifacts.evaluation import evaluate_bundle, format_report
-    from netkiln.commands.predict import positive_int
+    from netkiln.config_values import positive_int
+    from netkiln.training.bundle_evaluation import evaluate_bundle, format_report
 
     batch_size = positive_int(cfg.batch_size, "batch_size")
     bundle = load_bundle(cfg.run, allow_targets=bool(cfg.allow_targets))

@@ -71,7 +71,7 @@ def _options(command: str, group: str) -> list[str]:
 
 def render(command: str) -> str:
     """The whole --help text of one command (Hydra's template: a literal $ is written $$)."""
-    from netkiln.cli import COMMANDS
+    from netkiln.commands import COMMANDS
 
     groups = default_groups(command)
     usage = f"netkiln {command}{' [group=option ...]' if groups else ''} [key=value ...] [hydra flags]"

@@ -4,15 +4,9 @@ from __future__ import annotations
 import logging
 
 from netkiln.commands.hydra_app import run_hydra
+from netkiln.config_values import positive_int
 
 log = logging.getLogger("netkiln")
-
-
-def positive_int(value, key: str) -> int:
-    from netkiln.errors import NetkilnError
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise NetkilnError(f"must be a positive integer, not {value!r}.", key=key)
-    return value
 
 
 def _task(cfg) -> None:

@@ -35,7 +35,7 @@ def earlier_run(run_dir: Path) -> str | None:
 
 class RunDirCallback(Callback):
     def on_run_start(self, config, **kwargs: Any) -> None:
-        from netkiln.artifacts.lock import acquire, release
+        from netkiln.io.lock import acquire, release
         from netkiln.errors import NetkilnError, UserErrorAbort
 
         if _secondary_rank():
@@ -53,6 +53,6 @@ class RunDirCallback(Callback):
             raise UserErrorAbort(err) from None     # Hydra's callback runner only warns about an Exception
 
     def on_run_end(self, config, **kwargs: Any) -> None:
-        from netkiln.artifacts.lock import release
+        from netkiln.io.lock import release
 
         release(Path(str(config.hydra.run.dir)).absolute(), "run")

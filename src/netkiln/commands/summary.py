@@ -6,7 +6,7 @@ from netkiln.commands.hydra_app import run_hydra
 
 def _task(cfg) -> None:
     from netkiln.compiler import summary_table
-    from netkiln.pipeline import build_data_and_model
+    from netkiln.data_and_model import build_data_and_model
 
     dataset, network = build_data_and_model(cfg)
     print(f"Model on {dataset.describe()}")

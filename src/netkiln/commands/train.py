@@ -34,7 +34,7 @@ def _task(cfg) -> float:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.io.files import write_json_atomic
     from netkiln.training.run import train
 
     _quiet_lightning()
@@ -74,7 +74,7 @@ def _record_failure(cfg, run_dir: Path, err: Exception) -> None:
     import json
     import sys
 
-    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.io.files import write_json_atomic
     from netkiln.commands.hydra_app import _user_error_message
     from netkiln.commands.run_dir import _secondary_rank
 
@@ -111,7 +111,7 @@ EXIT_TRIALS_FAILED = 3
 
 
 def run(command: str, argv: list[str]) -> int:
-    from netkiln.artifacts.lock import release_all
+    from netkiln.io.lock import release_all
     from netkiln.sweep import callback
 
     callback.last_leaderboard = None

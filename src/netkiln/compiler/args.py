@@ -4,9 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from netkiln.config_values import is_int, is_positive_int
+from netkiln.errors import did_you_mean
 
 from .activations import ACTIVATION_NAMES
-from .errors import suggest
 
 REQUIRED = object()
 
@@ -22,28 +23,24 @@ class Arg:
         return self.default is REQUIRED
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)  # YAML `true` must not pass as 1
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def positive_int(v: Any) -> int:
-    if not _is_int(v) or v < 1:
+    if not is_positive_int(v):
         raise ValueError(f"must be a positive integer, got {v!r}")
     return v
 
 
 def nonneg_int(v: Any) -> int:
-    if not _is_int(v) or v < 0:
+    if not is_int(v) or v < 0:
         raise ValueError(f"must be a non-negative integer, got {v!r}")
     return v
 
 
 def integer(v: Any) -> int:
-    if not _is_int(v):
+    if not is_int(v):
         raise ValueError(f"must be an integer, got {v!r}")
     return v
 
@@ -96,7 +93,7 @@ def padding(n: int) -> Callable[[Any], Any]:
             if v.lower() in ("same", "valid"):
                 return v.lower()
             raise ValueError(f"must be 'same', 'valid' or an integer, got {v!r}."
-                             + suggest(v.lower(), ["same", "valid"]))
+                             + did_you_mean(v.lower(), ["same", "valid"]))
         try:
             return ints(v)
         except ValueError:
@@ -111,18 +108,18 @@ def activation(v: Any) -> str | None:
         raise ValueError(f"must be an activation name, got {v!r}")
     name = v.lower()
     if name not in ACTIVATION_NAMES:
-        raise ValueError(f"must be a known activation name, got {v!r}." + suggest(name, ACTIVATION_NAMES)
+        raise ValueError(f"must be a known activation name, got {v!r}." + did_you_mean(name, ACTIVATION_NAMES)
                          + f" Known: {', '.join(ACTIVATION_NAMES)}")
     return name
 
 
 def target_shape(v: Any) -> tuple:
     """Reshape target: positive ints, at most one -1 (inferred), like Keras."""
-    if _is_int(v):
+    if is_int(v):
         v = [v]
     if not isinstance(v, (list, tuple)) or not v:
         raise ValueError(f"must be a list of integers, got {v!r}")
-    if not all(_is_int(d) and (d > 0 or d == -1) for d in v):
+    if not all(is_int(d) and (d > 0 or d == -1) for d in v):
         raise ValueError(f"must be a list of positive integers (one may be -1), got {list(v)!r}")
     if list(v).count(-1) > 1:
         raise ValueError(f"may contain at most one -1, got {list(v)!r}")

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 
-from netkiln.plain import to_container
+from netkiln.config_values import to_container
+from netkiln.errors import did_you_mean
 from netkiln.trust import TRUSTED_MODULES, is_trusted_target, trusted_module
 
-from .errors import LayerError, ModelSpecError, describe, fmt_shape, suggest
+from .errors import LayerError, ModelSpecError, describe, fmt_shape
 from .layers import REGISTRY, image_rows_shape
 from .network import Network, Row
 from .spec import Entry, parse_entry
@@ -151,7 +152,7 @@ def _resolve(path: str, key: str):
         for attr in parts[i:]:
             if not hasattr(obj, attr):
                 raise ModelSpecError(f"cannot find '{attr}' in {obj.__name__ if hasattr(obj, '__name__') else obj}."
-                                     + suggest(attr, [n for n in dir(obj) if not n.startswith("_")]),
+                                     + did_you_mean(attr, [n for n in dir(obj) if not n.startswith("_")]),
                                      key=f"{key}._target_")
             obj = getattr(obj, attr)
         return obj
@@ -186,7 +187,7 @@ def _head_mode(cfg: dict, key: str) -> str:
     if isinstance(head, str) and head.lower() in HEAD_MODES:
         return head.lower()
     raise ModelSpecError(f"head must be 'auto' or 'none', got {head!r}."
-                         + (suggest(head, HEAD_MODES) if isinstance(head, str) else ""),
+                         + (did_you_mean(head, HEAD_MODES) if isinstance(head, str) else ""),
                          key=f"{key}.head")
 
 
@@ -255,7 +256,7 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
         raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
     for k in cfg:
         if k not in MODEL_KEYS:
-            raise ModelSpecError(f"unknown model key '{k}'." + suggest(str(k), MODEL_KEYS)
+            raise ModelSpecError(f"unknown model key '{k}'." + did_you_mean(str(k), MODEL_KEYS)
                                  + f" Keys: {', '.join(MODEL_KEYS)}", key=f"{key}.{k}")
     layers = cfg.get("layers")
     if layers is None:

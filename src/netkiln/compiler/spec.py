@@ -8,8 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from netkiln.config_values import is_positive_int
+from netkiln.errors import did_you_mean
 
-from .errors import ModelSpecError, suggest
+from .errors import ModelSpecError
 from .layers import LAYER_ALIASES, REGISTRY, LayerDef
 
 COMPOSITES = ("residual", "repeat")
@@ -63,7 +65,7 @@ def _layer(name: Any, value: Any, key: str) -> Entry:
     if lname == "repeat":
         return _repeat(value, key)
     if lname not in REGISTRY:
-        hint = suggest(lname, LAYER_NAMES) or f" Known layers: {', '.join(LAYER_NAMES)}"
+        hint = did_you_mean(lname, LAYER_NAMES) or f" Known layers: {', '.join(LAYER_NAMES)}"
         raise ModelSpecError(f"unknown layer '{name}'.{hint}", key=key)
     layer = REGISTRY[lname]
     return Entry("layer", lname, key, args=bind_args(layer, value, key))
@@ -75,13 +77,13 @@ def _repeat(value: Any, key: str) -> Entry:
         raise ModelSpecError("repeat takes a mapping: `repeat: {times: 3, layers: [...]}`", key=rkey)
     for k in value:
         if k not in ("times", "layers"):
-            raise ModelSpecError(f"repeat has no argument '{k}'." + suggest(k, ["times", "layers"])
+            raise ModelSpecError(f"repeat has no argument '{k}'." + did_you_mean(k, ["times", "layers"])
                                  + " Arguments: times, layers", key=f"{rkey}.{k}")
     for k in ("times", "layers"):
         if k not in value:
             raise ModelSpecError(f"repeat needs '{k}': `repeat: {{times: 3, layers: [...]}}`", key=rkey)
     times = value["times"]
-    if not isinstance(times, int) or isinstance(times, bool) or times < 1:
+    if not is_positive_int(times):
         raise ModelSpecError(f"must be a positive integer, got {times!r}", key=f"{rkey}.times", layer="repeat")
     layers = value["layers"]
     if not isinstance(layers, list) or not layers:
@@ -114,7 +116,7 @@ def bind_args(layer: LayerDef, value: Any, key: str) -> dict:
         arg = layer.arg(k) if isinstance(k, str) else None
         if arg is None:
             known = ", ".join(names) if names else "none"
-            raise ModelSpecError(f"unknown argument '{k}'." + suggest(str(k), names + [a for a, _ in layer.aliases])
+            raise ModelSpecError(f"unknown argument '{k}'." + did_you_mean(str(k), names + [a for a, _ in layer.aliases])
                                  + f" Arguments of {layer.name}: {known}", key=f"{key}.{k}", layer=layer.name)
         try:
             out[k] = arg.check(v)

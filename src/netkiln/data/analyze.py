@@ -312,7 +312,7 @@ def plot_report(report: dict, context: dict, path) -> None:
         fig = _plot_sequences(plt, report, ds)
     else:
         fig = _plot_features(plt, report, ds, raw)
-    from netkiln.artifacts.files import write_atomic
+    from netkiln.io.files import write_atomic
 
     try:
         write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))

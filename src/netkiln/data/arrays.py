@@ -67,11 +67,6 @@ def _declared_bytes(npz) -> int:
     return total
 
 
-def _suggest(name: str, choices) -> str:
-    same = [c for c in choices if c.lower() == name.lower()]
-    return f" Did you mean '{same[0]}'?" if same else did_you_mean(name, choices)
-
-
 def _shape(a: np.ndarray) -> str:
     return "(" + ", ".join(str(s) for s in a.shape) + ("," if a.ndim == 1 else "") + ")"
 
@@ -133,7 +128,7 @@ def load_npz(node: dict, path: str) -> RawSource:
         names[k] = str(v)
     for role in ("x", "y"):
         if names[role] not in arrays:
-            raise NetkilnError(f"no array named {names[role]!r}.{_suggest(names[role], arrays)} The file has: "
+            raise NetkilnError(f"no array named {names[role]!r}.{did_you_mean(names[role], arrays)} The file has: "
                                f"{', '.join(sorted(arrays)) or 'no arrays'}. Save x and y (and optionally x_test, "
                                f"y_test) or map the names with {path}.keys.{role}=<name>", key=key, file=file)
     has_test = [names[r] in arrays for r in ("x_test", "y_test")]

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from netkiln.config_values import is_positive_int
 from netkiln.errors import NetkilnError
 from netkiln.memory import check_fits
 
@@ -27,7 +28,7 @@ def _image_size(node: dict, path: str) -> tuple[int, int]:
     if isinstance(v, int) and not isinstance(v, bool):
         v = [v, v]
     if (not isinstance(v, list) or len(v) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in v)):
+            or not all(is_positive_int(s) for s in v)):
         raise NetkilnError(f"expected [height, width] in pixels (or one number for square images), got {v!r}",
                            key=f"{path}.image_size")
     return int(v[0]), int(v[1])

@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from netkiln.config_values import is_positive_int
 from netkiln.errors import NetkilnError
 from netkiln.memory import check_fits
 from netkiln.task import Task
@@ -198,7 +199,7 @@ def load_synthetic(node: dict, path: str) -> RawSource:
                                key=f"{path}.shape")
         shape = [get_int(node, "n_features", 20, path, minimum=1)]
     if (not isinstance(shape, list) or len(shape) != want
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in shape)):
+            or not all(is_positive_int(s) for s in shape)):
         raise NetkilnError(f"layout '{layout}' needs a shape of {want} positive integers, got {shape!r}",
                            key=f"{path}.shape")
     shape = tuple(shape)

@@ -14,7 +14,7 @@ last_leaderboard = None
 
 class LeaderboardCallback(Callback):
     def on_multirun_start(self, config, **kwargs: Any) -> None:
-        from netkiln.artifacts.lock import acquire, release
+        from netkiln.io.lock import acquire, release
         from netkiln.errors import NetkilnError, UserErrorAbort
         from netkiln.sweep.leaderboard import trial_folders
 
@@ -42,7 +42,7 @@ class LeaderboardCallback(Callback):
         global last_leaderboard
         from netkiln.errors import NetkilnError
         from netkiln.sweep.leaderboard import print_leaderboard, write_leaderboard
-        from netkiln.artifacts.lock import release
+        from netkiln.io.lock import release
 
         release(config.hydra.sweep.dir, "sweep")
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netkiln.artifacts.files import csv_text, write_json_atomic, write_text_atomic
+from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 from netkiln.training.selection import tie_breaker_for
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from netkiln.artifacts.files import write_json_atomic
+from netkiln.io.files import write_json_atomic
 from netkiln.errors import NetkilnError
 from netkiln.sweep.optuna_study import SAMPLERS, make_pruner, make_storage, storage_url
 
@@ -59,16 +59,16 @@ def _direction(setting: str, config) -> str:
     if setting != "auto":
         raise NetkilnError(f"direction must be maximize, minimize or auto, not '{setting}'.",
                            key="hydra.sweeper.direction")
+    from netkiln.training.metrics import auto_monitor, monitor_mode
+
     mode, monitor = config.get("mode", "auto"), config.get("monitor", "auto")
-    if mode in ("min", "max"):
-        return "maximize" if mode == "max" else "minimize"
-    if monitor == "auto":
-        # monitor auto depends on the task: classification → val/acc, regression → val/loss.
-        from netkiln.data import load_dataset
-        monitor = "val/acc" if load_dataset(config.data, seed=int(config.seed)).task.is_classification \
-            else "val/loss"
-    from netkiln.training.metrics import _LOWER_IS_BETTER
-    return "minimize" if str(monitor).split("/")[-1] in _LOWER_IS_BETTER else "maximize"
+    if mode not in ("min", "max"):
+        if monitor == "auto":
+            # monitor auto depends on the task (classification or regression), which only the data tells.
+            from netkiln.data import load_dataset
+            monitor = auto_monitor(load_dataset(config.data, seed=int(config.seed)).task)
+        mode = monitor_mode(str(monitor))
+    return "maximize" if mode == "max" else "minimize"
 
 
 def _sampler(settings, space: dict, seed_offset: int = 0):

@@ -13,6 +13,8 @@ from typing import Callable
 
 import torch
 
+from netkiln.memory import human_bytes
+
 log = logging.getLogger("netkiln")
 
 # Training data up to this share of the accelerator's free memory is made resident there; larger
@@ -25,14 +27,6 @@ def _fits_on(device: torch.device, nbytes: int) -> bool:
         return True
     free, _total = torch.cuda.mem_get_info(device)
     return nbytes <= DEVICE_SHARE * free
-
-
-def _describe(nbytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.1f} {unit}" if unit != "B" else f"{nbytes} B"
-        nbytes /= 1024
-    return ""
 
 
 def _first_epoch() -> int:
@@ -72,12 +66,12 @@ class TrainChunks:
         nbytes = self.x.nbytes + self.y.nbytes
         if _fits_on(device, nbytes):
             self.x, self.y = self.x.to(device), self.y.to(device)
-            log.info("training data: %s resident on %s, batched by index slicing", _describe(nbytes), device)
+            log.info("training data: %s resident on %s, batched by index slicing", human_bytes(nbytes), device)
         else:
             self.x, self.y = self.x.pin_memory(), self.y.pin_memory()
             self.stream_to = device
             log.info("training data: %s is too large for %s; kept in pinned host memory and copied "
-                     "over chunk by chunk", _describe(nbytes), device)
+                     "over chunk by chunk", human_bytes(nbytes), device)
         return self
 
     def shard(self, rank: int, world_size: int) -> None:

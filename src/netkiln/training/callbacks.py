@@ -1,20 +1,11 @@
-"""Callbacks that write the run directory (per-epoch history), the writer thread they share with checkpoints
-(netkiln.training.checkpoints), and the progress bar.
-
-Files are written in a background thread (`BackgroundWriter`): the bytes are produced on the training
-thread (so they are a snapshot of that moment), and the atomic write (temporary file, fsync,
-rename) runs beside training instead of stalling it: on a local disk each write waits milliseconds
-for the device, as long as a small model's epoch. Writes keep their order; every pending write is
-finished, and its error raised, before `fit` returns.
-"""
+"""Callbacks that write the run directory (per-epoch history, through the writer thread they share with
+netkiln.training.checkpoints: netkiln.io.background) and the progress bar."""
 from __future__ import annotations
 
 import csv
 import io
-import logging
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -23,55 +14,10 @@ from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 from rich.progress import ProgressColumn
 from rich.text import Text
 
-from netkiln.artifacts.files import write_bytes_atomic
+from netkiln.io.background import BackgroundWriter
+from netkiln.io.files import write_bytes_atomic
 from netkiln.training.selection import compare, tie_breaker_for
 
-log = logging.getLogger("netkiln")
-
-
-class BackgroundWriter:
-    """Runs file writes in one background thread, in submission order."""
-
-    def __init__(self):
-        self._executor: ThreadPoolExecutor | None = None
-        self._pending: list[Future] = []
-
-    def submit(self, fn, *args) -> None:
-        self._check(block=False)
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="netkiln-writer")
-        self._pending.append(self._executor.submit(fn, *args))
-
-    def _check(self, block: bool) -> None:
-        """Drop finished writes; raise the first error. With block, wait for all of them."""
-        pending, self._pending = self._pending, []
-        error = None
-        for future in pending:
-            if not block and not future.done():
-                self._pending.append(future)
-            elif error is None and future.exception() is not None:
-                error = future.exception()
-        if error is not None:
-            raise error
-
-    def flush(self) -> None:
-        """Wait for every pending write; raise the first error."""
-        self._check(block=True)
-
-    def close(self) -> None:
-        try:
-            self.flush()
-        finally:
-            if self._executor is not None:
-                self._executor.shutdown(wait=True)
-                self._executor = None
-
-    def close_quietly(self) -> None:
-        """Finish pending writes while another error is on its way (log, don't mask it)."""
-        try:
-            self.close()
-        except Exception as err:  # noqa: BLE001
-            log.error("could not write a file of the run directory: %s", err)
 
 
 def is_last_epoch(trainer) -> bool:

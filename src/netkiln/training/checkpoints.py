@@ -20,10 +20,11 @@ from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.plugins.io import TorchCheckpointIO
 from pytorch_lightning.trainer.states import TrainerFn
 
-from netkiln.artifacts.files import write_bytes_atomic
 from netkiln.compat import dump_checkpoint
 from netkiln.errors import NetkilnError
-from netkiln.training.callbacks import BackgroundWriter, is_last_epoch
+from netkiln.io.background import BackgroundWriter
+from netkiln.io.files import write_bytes_atomic
+from netkiln.training.callbacks import is_last_epoch
 from netkiln.training.selection import compare, tie_breaker_for
 
 log = logging.getLogger("netkiln")

@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import nn
 
+from netkiln.config_values import to_container
 from netkiln.errors import NetkilnError, did_you_mean
 
 log = logging.getLogger("netkiln")
@@ -15,9 +16,7 @@ log = logging.getLogger("netkiln")
 def _plain_list(value: Any) -> list:
     if value is None:
         return []
-    from omegaconf import OmegaConf
-    if OmegaConf.is_config(value):
-        value = OmegaConf.to_container(value, resolve=True)
+    value = to_container(value)
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]

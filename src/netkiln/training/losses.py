@@ -27,7 +27,7 @@ def make_loss(loss_cfg, task: Task, *, train_targets: torch.Tensor | None = None
 
     `train_targets` (the training rows' class indices) are what `class_weight: balanced` counts.
     """
-    from netkiln.plain import to_container
+    from netkiln.config_values import to_container
 
     cfg = dict(to_container(loss_cfg) or {})
     weights = class_weights(cfg.pop("class_weight", None), task, train_targets)
@@ -96,7 +96,7 @@ def class_weights(value, task: Task, train_targets: torch.Tensor | None = None) 
 def resolved_loss_config(loss_cfg, task: Task, train_targets: torch.Tensor | None = None) -> dict:
     """The loss config as the run used it: `class_weight` as {class name: weight} (balanced resolved), so the run
     record and the bundle hold the weights themselves, not a recipe that needs the training rows."""
-    from netkiln.plain import to_container
+    from netkiln.config_values import to_container
 
     cfg = dict(to_container(loss_cfg) or {})
     weights = class_weights(cfg.get("class_weight"), task, train_targets)

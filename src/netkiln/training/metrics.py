@@ -95,16 +95,26 @@ def logged_metrics(task: Task) -> list[str]:
 _LOWER_IS_BETTER = {"loss", "mse", "mae"}
 
 
+def auto_monitor(task: Task) -> str:
+    """`monitor: auto`: accuracy for classifiers, the loss for regression."""
+    return "val/acc" if task.is_classification else "val/loss"
+
+
+def monitor_mode(monitor: str) -> str:
+    """`mode: auto`: min for a loss or an error, max for a score."""
+    return "min" if monitor.split("/")[-1] in _LOWER_IS_BETTER else "max"
+
+
 def resolve_monitor(monitor: str, mode: str, task: Task) -> tuple[str, str]:
     """Resolve `monitor: auto` / `mode: auto` and check that the metric is one netkiln logs."""
     if monitor in (None, "auto"):
-        monitor = "val/acc" if task.is_classification else "val/loss"
+        monitor = auto_monitor(task)
     logged = logged_metrics(task)
     if monitor not in logged:
         raise NetkilnError(f"'{monitor}' is not a metric netkiln logs for a {task.kind} task; logged: "
                            f"{', '.join(logged)}." + did_you_mean(monitor, logged), key="monitor")
     if mode in (None, "auto"):
-        mode = "min" if monitor.split("/")[-1] in _LOWER_IS_BETTER else "max"
+        mode = monitor_mode(monitor)
     if mode not in ("min", "max"):
         raise NetkilnError(f"mode must be min, max or auto, not '{mode}'.", key="mode")
     return monitor, mode

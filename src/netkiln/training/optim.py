@@ -5,7 +5,7 @@ import importlib
 import inspect
 
 from netkiln.errors import NetkilnError, did_you_mean
-from netkiln.plain import to_container
+from netkiln.config_values import to_container
 from netkiln.trust import TRUSTED_MODULES, is_trusted_target
 
 _META_KEYS = {"_target_", "_partial_"}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 
+from netkiln.config_values import is_positive_int
 from netkiln.errors import NetkilnError
 
 log = logging.getLogger("netkiln")
@@ -26,7 +27,7 @@ def check_threads(value):
     """`auto`, a positive integer, or None; anything else is a config error."""
     if value is None or value == "auto":
         return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_positive_int(value):
         raise NetkilnError(f"must be auto, a positive integer or null, not {value!r}.", key="threads")
     return value
 

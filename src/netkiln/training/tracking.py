@@ -33,7 +33,7 @@ _HIDDEN_OVERRIDES = ("hydra.", "+hydra.", "hydra/", "optuna_trial=")
 def logger_settings(logger_cfg) -> dict[str, dict]:
     """{logger name: its settings} from the `logger` node, checked; a one-line error for an unknown name or setting,
     or a tracking package that is not installed."""
-    from netkiln.plain import to_container
+    from netkiln.config_values import to_container
 
     cfg = to_container(logger_cfg) or {}
     if not isinstance(cfg, dict):
@@ -130,7 +130,7 @@ def make_loggers(logger_cfg, run_dir: Path) -> list:
 
 def flat_params(cfg, overrides: list[str]) -> dict:
     """The run's config flattened to dotted keys (lists as text), and each override as `override.KEY`."""
-    from netkiln.plain import to_container
+    from netkiln.config_values import to_container
 
     flat: dict = {}
 
@@ -199,7 +199,7 @@ def start_sweep_run(config) -> None:
     run = client.create_run(experiment_id, run_name=settings.get("run_name") or f"sweep {sweep_dir}",
                             tags={"netkiln.sweep_dir": str(sweep_dir.resolve())})
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    from netkiln.artifacts.files import write_json_atomic
+    from netkiln.io.files import write_json_atomic
     write_json_atomic(sweep_dir / PARENT_FILE, {"run_id": run.info.run_id, "tracking_uri": uri,
                                                 "experiment_name": name})
     log.info("MLflow: sweep run %s in experiment '%s' (%s)", run.info.run_id, name, uri)

@@ -1,13 +1,15 @@
-"""The one pipeline every command shares: composed config → dataset → compiled network."""
+"""What every command builds first: composed config → dataset → compiled network (the training pipeline that
+continues from here is netkiln.training.run)."""
 from __future__ import annotations
 
 
 def seed_of(cfg) -> int:
     """The top-level `seed` as an int; a NetkilnError naming `seed` otherwise."""
+    from netkiln.config_values import is_int
     from netkiln.errors import NetkilnError
 
     seed = cfg.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int):
+    if not is_int(seed):
         raise NetkilnError(f"must be an integer, not {seed!r}.", key="seed")
     return seed
 

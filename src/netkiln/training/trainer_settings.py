@@ -1,11 +1,11 @@
-"""Lightning Trainer construction from the `trainer/` and `callbacks/` config groups."""
+"""The Trainer's arguments and callbacks from the `trainer/` and `callbacks/` config groups, checked (the Trainer
+itself is built in netkiln.training.run)."""
 from __future__ import annotations
 
 import inspect
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from netkiln.config_values import to_container
 from netkiln.errors import NetkilnError, did_you_mean
 
 # Trainer arguments netkiln handles itself, because training uses manual optimization.
@@ -25,8 +25,7 @@ FAST_PATH_HOOKS = ("on_train_batch_start", "on_train_batch_end", "on_before_back
 def trainer_kwargs(trainer_cfg) -> dict:
     import pytorch_lightning as pl
 
-    kwargs = OmegaConf.to_container(trainer_cfg, resolve=True) if OmegaConf.is_config(trainer_cfg) \
-        else dict(trainer_cfg or {})
+    kwargs = dict(to_container(trainer_cfg) or {})
     accepted = set(inspect.signature(pl.Trainer.__init__).parameters) - {"self", "callbacks", "logger",
                                                                           "plugins", "default_root_dir"}
     for key, value in kwargs.items():
@@ -46,8 +45,7 @@ def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, his
     from netkiln.training.callbacks import HistoryWriter, NetkilnEarlyStopping
     from netkiln.training.checkpoints import RunCheckpoints
 
-    cfg = OmegaConf.to_container(callbacks_cfg, resolve=True) if OmegaConf.is_config(callbacks_cfg) \
-        else dict(callbacks_cfg or {})
+    cfg = dict(to_container(callbacks_cfg) or {})
     for name, value in cfg.items():
         if name not in _CALLBACK_KEYS:
             raise NetkilnError(f"unknown callback '{name}'." + did_you_mean(name, _CALLBACK_KEYS),
@@ -77,7 +75,6 @@ def make_callbacks(callbacks_cfg, *, run_dir: Path, monitor: str, mode: str, his
 def make_extra_callbacks(extra_cfg, *, allow_targets: bool, has_logger: bool) -> list:
     """`callbacks.extra`: the user's own callbacks, `{_target_: CLASS, ARG: VALUE}` each. Lightning's callbacks are
     trusted; any other class needs allow_targets=true (training/optim.py holds the rule)."""
-    from netkiln.plain import to_container
     from netkiln.training.optim import check_args, resolve_class
 
     entries = to_container(extra_cfg) or []

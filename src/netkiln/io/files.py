@@ -153,7 +153,7 @@ def staged_folder(path: str | os.PathLike) -> Iterator[Path]:
 def _tidy_stages(path: Path) -> None:
     """Remove the stages of writers that were killed (SIGKILL, power loss); a previous version that a killed
     swap left renamed aside (between its two renames) is put back."""
-    from netkiln.artifacts.lock import process_alive
+    from netkiln.io.lock import process_alive
 
     for stale in sorted(path.parent.glob(f".{glob.escape(path.name)}.*-*")):
         kind, _, pid = stale.name[len(path.name) + 2:].partition("-")

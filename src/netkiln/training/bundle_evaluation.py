@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from netkiln.artifacts.bundle import Bundle
-from netkiln.artifacts.files import csv_text, staged_folder, write_json_atomic, write_text_atomic
+from netkiln.io.files import csv_text, staged_folder, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 
 log = logging.getLogger("netkiln")
@@ -28,7 +28,7 @@ MAX_PRINTED_CLASSES = 50           # more classes: the per-class table goes to p
 
 # ------------------------------------------------------------------------------------------------ data
 def _json_plain(value: Any) -> Any:
-    from netkiln.artifacts.files import _json_default
+    from netkiln.io.files import _json_default
     return json.loads(json.dumps(value, default=_json_default))
 
 
