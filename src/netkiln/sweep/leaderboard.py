@@ -13,6 +13,7 @@ from pathlib import Path
 
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
+from netkiln.sweep.report import report_html
 from netkiln.training.selection import tie_breaker_for
 
 _STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "damaged": 3, "incomplete": 4}
@@ -233,6 +234,7 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
                      "monitor": best.metrics.get("monitor"), "mode": best.metrics.get("mode"),
                      "value": best.value, "val": best.metrics.get("val"), "test": best.metrics.get("test")}
     write_json_atomic(sweep_dir / "best.json", best_info)
+    write_text_atomic(sweep_dir / "report.html", report_html(sweep_dir, trials, rows, _columns(rows), best))
     _point_best(sweep_dir, best)
     return Leaderboard(sweep_dir, rows, best)
 

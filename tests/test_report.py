@@ -1,0 +1,110 @@
+"""report.html: the sweep report a person opens (sweep/report.py), its structure, escaping, and a headless browser."""
+import csv
+import json
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from netkiln.cli import main
+from netkiln.sweep.report import optuna_importance
+from conftest import tiny_run
+
+# Run by the injected error if the page ever executed text from a trial's files.
+INJECTED = "<script>document.body.setAttribute('data-pwned','1')</script>"
+
+
+@pytest.fixture(scope="module")
+def sweep_dir(tmp_path_factory):
+    """Three 2-epoch trials on synthetic rows, one failing (a learning rate that makes the loss NaN); then a file
+    holding markup in the failed trial's error and in an override, and the report rebuilt by `netkiln leaderboard`."""
+    out = tmp_path_factory.mktemp("report") / "sweep"
+    rc = main(["train", "-m", *tiny_run(240, epochs=2), "optimizer=sgd", "optimizer.lr=0.01,0.1,1e30",
+               f"hydra.sweep.dir={out}"])
+    assert rc == 3                                  # the sweep finished, one trial failed
+    assert (out / "report.html").is_file()
+    failed = next(d for d in out.iterdir() if (d / "metrics.json").is_file()
+                  and json.loads((d / "metrics.json").read_text())["status"] == "failed")
+    metrics = json.loads((failed / "metrics.json").read_text())
+    metrics["error"] += " " + INJECTED
+    (failed / "metrics.json").write_text(json.dumps(metrics))
+    overrides = failed / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + "- +tag=<b>bold</b>\n")
+    assert main(["leaderboard", str(out)]) == 0
+    return out
+
+
+def test_report_has_the_table_the_charts_and_the_best_card(sweep_dir):
+    page = (sweep_dir / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "http://" not in page and "https://" not in page
+    table = re.search(r'<table id="leaderboard">.*?</table>', page, re.S).group(0)
+    assert table.count("<tr class=\"st-") == 3
+    assert table.count('class="st-ok"') == 2 and table.count('class="st-failed"') == 1
+    assert "learning rate" in table                  # the failed trial's error is shown
+    assert page.count("<svg") == 4                   # best so far, curves, parallel coordinates, importance
+    curves = re.search(r'aria-label="validation curves">(.*?)</svg>', page, re.S).group(1)
+    assert curves.count("<path") == 2                # the two finished trials (the NaN one has no validation)
+    assert "optimizer.lr" in re.search(r'aria-label="parallel coordinates">(.*?)</svg>', page, re.S).group(1)
+    assert "no optuna.db" in page                    # a grid sweep: the spread of the objective instead
+    assert "Trial " in page and "<h4>Metrics</h4>" in page
+
+
+def test_text_from_files_is_escaped(sweep_dir):
+    page = (sweep_dir / "report.html").read_text()
+    assert page.count("<script>") == 1               # the report's own sorting script, nothing injected
+    assert "&lt;script&gt;document.body.setAttribute(&#x27;data-pwned&#x27;,&#x27;1&#x27;)&lt;/script&gt;" in page
+    assert "<b>bold</b>" not in page and "+tag=&lt;b&gt;bold&lt;/b&gt;" in page
+
+
+def test_optuna_importance_from_the_study(tmp_path):
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    assert optuna_importance(tmp_path)[0] is None
+    study = optuna.create_study(study_name="netkiln", storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: t.suggest_float("lr", 0, 1) * 10 + t.suggest_float("dropout", 0, 1), n_trials=12)
+    importance, how = optuna_importance(tmp_path)
+    assert set(importance) == {"lr", "dropout"} and importance["lr"] > importance["dropout"], how
+
+
+def _chromium(*args, tmp_path):
+    return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                           "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+                           "--v=0", *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+def test_report_in_a_headless_browser(sweep_dir, tmp_path):
+    url = (sweep_dir / "report.html").resolve().as_uri()
+    dom = _chromium("--dump-dom", url, tmp_path=tmp_path)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert re.search(r'<table id="leaderboard" class="sortable">', dom.stdout)     # the sort script ran
+    assert 'title="click to sort"' in dom.stdout
+    assert 'data-pwned="1"' not in dom.stdout                                    # the injected script did not
+    assert "Uncaught" not in dom.stderr and "ERROR:CONSOLE" not in dom.stderr, dom.stderr[-2000:]
+    # Click the value header twice (as a person would) and write the column's order after each click into the page.
+    clicks = """<script>
+      var ths = document.querySelectorAll('#leaderboard th'), names = [].map.call(ths, function (t) {
+        return t.textContent; });
+      function order() { return [].map.call(document.querySelectorAll('#leaderboard tbody tr'), function (r) {
+        return r.cells[names.indexOf('value')].textContent; }).join(','); }
+      ths[names.indexOf('value')].click(); document.body.setAttribute('data-up', order());
+      ths[names.indexOf('value')].click(); document.body.setAttribute('data-down', order());
+    </script></body>"""
+    page = tmp_path / "clicked.html"
+    page.write_text((sweep_dir / "report.html").read_text().replace("</body>", clicks))
+    dom = _chromium("--dump-dom", page.as_uri(), tmp_path=tmp_path)
+    rows = list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
+    values = sorted(float(r["value"]) for r in rows if r["value"])
+    up = [f"{v:.4f}" for v in values] + [""]                        # the failed trial (no value) last both ways
+    down = up[-2::-1] + [""]
+    assert f'data-up="{",".join(up)}"' in dom.stdout, dom.stdout[-3000:]
+    assert f'data-down="{",".join(down)}"' in dom.stdout, dom.stdout[-3000:]
+    shot = tmp_path / "report.png"
+    run = _chromium(f"--screenshot={shot}", "--window-size=1400,2400", url, tmp_path=tmp_path)
+    assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    assert "Uncaught" not in run.stderr and "ERROR:CONSOLE" not in run.stderr, run.stderr[-2000:]
