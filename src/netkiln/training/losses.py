@@ -144,7 +144,7 @@ def _bce(logits, y, pos_weight=None, class_weight=None):
         w = class_weight.on(logits)[y.reshape(-1).long()]
         return (per_row * w).sum() / w.sum()
     weight = None if pos_weight is None else torch.tensor(float(pos_weight), device=logits.device)
-    return F.binary_cross_entropy_with_logits(logits.reshape(-1), y.to(logits.dtype), pos_weight=weight)
+    return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
 
 
 def _mse(pred, y):
