@@ -37,6 +37,9 @@ EXCLUDED = {
     "netkiln train -m hydra/launcher=submitit_slurm hydra.launcher.partition=gpu hydra.launcher.gpus_per_node=1 "
     "hydra.launcher.timeout_min=120 trainer=gpu model=mlp,cnn,gru":
         "SLURM needs a cluster (sbatch), and trainer=gpu a GPU",
+    "netkiln train -m hydra/sweeper=optuna hydra.sweeper.n_trials=100 hparams=cnn_search trainer=gpu "
+    "hydra.sweeper.storage=journal:///shared/me/cnn/study.log hydra.sweeper.study_name=cnn hydra.sweep.dir=/shared/me/cnn":
+        "a SLURM job script (a cluster file system, a GPU); tests/test_optuna_workers.py runs workers on one journal",
 }
 # Run with `pytest -m slow` only: the commands that contain one of these.
 SLOW = {

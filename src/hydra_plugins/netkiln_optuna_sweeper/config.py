@@ -27,9 +27,15 @@ class OptunaSweeperConf:
     # before it prunes anything, 2 epochs of warm-up in each trial.
     pruner: str = "median"
     pruner_args: Dict[str, Any] = field(default_factory=dict)
-    # default: sqlite:///<sweep dir>/optuna.db
+    # default: sqlite:///<sweep dir>/optuna.db. Given explicitly (journal:///path/study.log or a database URL),
+    # the study may be shared: every process started with the same storage, study_name and hydra.sweep.dir joins it
+    # as a worker, and n_trials counts the trials of all workers.
     storage: Optional[str] = None
     study_name: str = "netkiln"
+    # Shared study: a worker's running trials beat every heartbeat_interval seconds; one silent for grace_period
+    # seconds (default 2 x heartbeat_interval) is failed and retried once by another worker.
+    heartbeat_interval: int = 60
+    grace_period: Optional[int] = None
     # Continue the study stored in the sweep directory (pass the same hydra.sweep.dir).
     resume: bool = False
     # Search space in Hydra's override grammar, e.g. {optimizer.lr: "tag(log, interval(1e-4, 1e-1))"}

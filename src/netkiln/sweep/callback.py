@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -17,14 +18,26 @@ class LeaderboardCallback(Callback):
         from netkiln.io.lock import acquire, release
         from netkiln.errors import NetkilnError, UserErrorAbort
         from netkiln.sweep.leaderboard import trial_folders
+        from netkiln.sweep.optuna_study import is_shared, storage_url
+        from netkiln.sweep.optuna_workers import claim_sweep_dir
 
         sweep_dir = config.hydra.sweep.dir
         try:
-            acquire(sweep_dir, "sweep")
             sweeper = config.hydra.sweeper
+            optuna = str(sweeper.get("_target_", "")).startswith("hydra_plugins.netkiln_optuna_sweeper")
+            if optuna and is_shared(sweeper):
+                # A worker of a shared study takes no lock: it shares the folder with the study's other workers
+                # and is refused beside a one-process sweep or another study's workers.
+                claim_sweep_dir(sweep_dir, storage_url(sweeper, sweep_dir), str(sweeper.get("study_name")))
+            else:
+                acquire(sweep_dir, "sweep")
+                if (Path(sweep_dir) / ".sweep.study").exists():
+                    release(sweep_dir, "sweep")
+                    raise NetkilnError("this folder belongs to the workers of a shared Optuna study (.sweep.study); "
+                                       "a one-process sweep needs a hydra.sweep.dir of its own.",
+                                       key="hydra.sweep.dir", file=str(sweep_dir))
             # A resumed Optuna study continues its own trials (optuna_search checks they are the study's).
-            resuming = str(sweeper.get("_target_", "")).startswith("hydra_plugins.netkiln_optuna_sweeper") \
-                and bool(sweeper.get("resume"))
+            resuming = optuna and (bool(sweeper.get("resume")) or is_shared(sweeper))
             trials = [] if resuming else trial_folders(sweep_dir)
             if trials:
                 release(sweep_dir, "sweep")

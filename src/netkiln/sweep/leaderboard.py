@@ -16,7 +16,8 @@ from netkiln.errors import NetkilnError
 from netkiln.sweep.report import report_html
 from netkiln.training.selection import tie_breaker_for
 
-_STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "damaged": 3, "incomplete": 4}
+# retried: a shared study's trial whose worker stopped; its parameters ran again as another trial.
+_STATUS_ORDER = {"ok": 0, "pruned": 1, "failed": 2, "damaged": 3, "incomplete": 4, "retried": 5}
 # Overrides a sweeper adds for its own bookkeeping; not part of what a user compares.
 _HIDDEN_PREFIXES = ("hydra.", "+hydra.", "optuna_trial=")
 
@@ -195,7 +196,7 @@ def _point_best(sweep_dir: Path, best: Trial | None) -> None:
     if best is None:
         return
     target = best.path / "model" if (best.path / "model").is_dir() else best.path
-    tmp = sweep_dir / ".best.tmp"
+    tmp = sweep_dir / f".best.{os.getpid()}.tmp"        # the workers of a shared study each write it
     if tmp.is_symlink() or tmp.exists():
         tmp.unlink()
     os.symlink(os.path.relpath(target, sweep_dir), tmp)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from netkiln.io.files import write_json_atomic
+from netkiln.io.files import write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
-from netkiln.sweep.optuna_study import SAMPLERS, make_pruner, make_storage, storage_url
+from netkiln.sweep.optuna_study import SAMPLERS, is_shared, make_pruner, make_storage, storage_url
 
 log = logging.getLogger("netkiln")
 
@@ -118,17 +118,21 @@ def _enqueue_grid(study, space: dict) -> int:
 def _open_study(settings, sweep_dir: Path, direction: str, sampler):
     import optuna
 
+    from netkiln.sweep.leaderboard import trial_folders
+
     url = storage_url(settings, sweep_dir)
     name = settings.get("study_name", "netkiln")
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
-        _refuse_foreign_trials(sweep_dir, 0, name)       # no study yet; checked before the database is created
+        _refuse_foreign_trials(trial_folders(sweep_dir), 0, name, sweep_dir)   # checked before the database exists
     storage = make_storage(url)
     exists = name in optuna.study.get_all_study_names(storage)
-    if exists and not settings.get("resume"):
+    if exists and not settings.get("resume") and not is_shared(settings):
         raise NetkilnError(f"study '{name}' already exists in {url}; pass hydra.sweeper.resume=true to continue "
                            "it, or choose another hydra.sweep.dir.", key="hydra.sweeper.resume")
+    # Folders first, then the trials: another worker's trial gets its number before its folder.
+    folders = trial_folders(sweep_dir)
     known = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)) if exists else 0
-    _refuse_foreign_trials(sweep_dir, known, name)
+    _refuse_foreign_trials(folders, known, name, sweep_dir)
     study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
                                 pruner=make_pruner(settings), load_if_exists=True)
     if study.direction.name.lower() != direction:
@@ -137,12 +141,10 @@ def _open_study(settings, sweep_dir: Path, direction: str, sampler):
     return study
 
 
-def _refuse_foreign_trials(sweep_dir: Path, known: int, name: str) -> None:
+def _refuse_foreign_trials(folders: list[Path], known: int, name: str, sweep_dir: Path) -> None:
     """Trial N runs in <sweep dir>/N: folders beyond the study's trials belong to another sweep, and new
     trials would overwrite them."""
-    from netkiln.sweep.leaderboard import trial_folders
-
-    foreign = [t.name for t in trial_folders(sweep_dir) if t.name.isdigit() and int(t.name) >= known]
+    foreign = [t.name for t in folders if t.name.isdigit() and int(t.name) >= known]
     if foreign:
         raise NetkilnError(f"this folder holds trials that are not in study '{name}' ({', '.join(foreign[:5])}), "
                            "left by another sweep; a resumed study would overwrite them. Choose a new "
@@ -213,6 +215,70 @@ def _format(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _launch(study, trials, fixed: list[str], launcher):
+    """Run the trials as one launcher batch; trial N runs in <sweep dir>/N, whichever worker asked for it."""
+    batch = [fixed + [f"{key}={_format(value)}" for key, value in t.params.items()]
+             + [f"hydra.sweep.subdir={t.number}"] for t in trials]
+    results = launcher.launch(batch, initial_job_idx=trials[0].number)
+    for trial, result in zip(trials, results):
+        state, value = _outcome(result)
+        study.tell(trial, value if value is not None else None, state=None if value is not None else state,
+                   skip_if_finished=True)
+    return results
+
+
+def _run_alone(study, settings, space, fixed, launcher, sweep_dir: Path, n_trials: int, n_jobs: int) -> list:
+    """The only process on this study (the sweep lock guarantees it)."""
+    done = sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
+    if done:
+        log.info("resuming study '%s': %d of %d trials already finished", study.study_name, done, n_trials)
+        study.sampler = _sampler(settings, space, seed_offset=len(study.get_trials(deepcopy=False)))
+    returns = []
+    while done < n_trials:
+        trials = [study.ask(space) for _ in range(min(n_jobs, n_trials - done))]
+        returns.append(_launch(study, trials, fixed, launcher))
+        done += len(trials)
+    return returns
+
+
+def _run_worker(study, settings, space, fixed, launcher, sweep_dir: Path, n_trials: int, n_jobs: int) -> list:
+    """One of several processes on a study in shared storage (see optuna_workers for the scheme)."""
+    import os
+    import time
+
+    from optuna.trial import TrialState
+
+    from netkiln.sweep import optuna_workers as workers
+
+    interval = float(settings.get("heartbeat_interval") or 60)
+    grace = float(settings.get("grace_period") or 2 * interval)
+    # Workers with the same seed would draw the same parameters.
+    study.sampler = _sampler(settings, space, seed_offset=len(study.get_trials(deepcopy=False)) + os.getpid())
+    log.info("worker %s joins study '%s' (%d trials in all)", workers.worker_id(), study.study_name, n_trials)
+    returns, open_states = [], (TrialState.RUNNING, TrialState.WAITING)
+    while True:
+        workers.settle_stale(study, sweep_dir, grace)
+        counted = workers.counted_trials(study.get_trials(deepcopy=False))
+        waiting = any(t.state == TrialState.WAITING for t in counted)
+        if len(counted) >= n_trials and not waiting:
+            if not any(t.state in open_states for t in counted):
+                break
+            time.sleep(interval)        # others' trials still run: stay to retry any whose worker stops
+            continue
+        trials = []
+        for _ in range(max(1, min(n_jobs, n_trials - len(counted)))):
+            trial = study.ask(space)
+            if not workers.admitted(study, trial.number, n_trials):
+                workers.skip(study, trial)
+                break
+            workers.claim(trial)
+            trials.append(trial)
+        if trials:
+            with workers.Heartbeat(trials, interval):
+                returns.append(_launch(study, trials, fixed, launcher))
+    return returns
+
+
 def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -233,30 +299,16 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
 
     direction = _direction(settings.get("direction", "auto"), config)
     study = _open_study(settings, sweep_dir, direction, _sampler(settings, space))
-    OmegaConf.save(config, sweep_dir / "multirun.yaml")       # after the checks: a refused sweep writes nothing
-    _settle_unfinished(study, sweep_dir)
-    done = sum(1 for t in study.get_trials(deepcopy=False) if _counted(t))
-    if done:
-        log.info("resuming study '%s': %d of %d trials already finished", study.study_name, done, n_trials)
-        study.sampler = _sampler(settings, space, seed_offset=len(study.get_trials(deepcopy=False)))
-
+    # After the checks: a refused sweep writes nothing. Atomic: the workers of a shared study all write it.
+    write_text_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
+    if not is_shared(settings):
+        _settle_unfinished(study, sweep_dir)
     if settings.get("sampler") == "grid":
         n_trials = min(n_trials, _enqueue_grid(study, space))
-
-    returns = []
-    while done < n_trials:
-        trials = [study.ask(space) for _ in range(min(n_jobs, n_trials - done))]
-        # Job numbers are trial numbers: trial N runs in <sweep dir>/N and reports as trial N.
-        numbers = [t.number for t in trials]
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers))), numbers
-        batch = [fixed + [f"{key}={_format(value)}" for key, value in t.params.items()] for t in trials]
-        results = launcher.launch(batch, initial_job_idx=numbers[0])
-        for trial, result in zip(trials, results):
-            state, value = _outcome(result)
-            study.tell(trial, value if value is not None else None, state=None if value is not None else state,
-                       skip_if_finished=True)
-        returns.append(results)
-        done += len(trials)
+    if is_shared(settings):
+        returns = _run_worker(study, settings, space, fixed, launcher, sweep_dir, n_trials, n_jobs)
+    else:
+        returns = _run_alone(study, settings, space, fixed, launcher, sweep_dir, n_trials, n_jobs)
 
     completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if completed:

@@ -15,13 +15,26 @@ def storage_url(settings, sweep_dir: str | Path) -> str:
     return settings.get("storage") or f"sqlite:///{Path(sweep_dir).resolve() / 'optuna.db'}"
 
 
+def is_shared(settings) -> bool:
+    """A storage given explicitly (a journal file or a database URL) may hold a study that several worker
+    processes share; the default SQLite file in the sweep directory belongs to one sweep process."""
+    return bool(settings.get("storage"))
+
+
 def make_storage(url: str):
     import optuna
 
+    if url.startswith("journal://"):
+        # Optuna's journal file: an append-only log on a shared file system, no server needed.
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        path = Path(url[len("journal://"):]).expanduser()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith("sqlite:"):
         # Parallel trials write to one SQLite file: wait for the lock instead of failing at once.
         return optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
-    return url
+    return optuna.storages.RDBStorage(url)
 
 
 def make_pruner(settings):

@@ -48,4 +48,4 @@ def pruning_callbacks(hydra_cfg) -> list:
     from netkiln.sweep.optuna_study import load_study
 
     study = load_study(sweeper, hydra_cfg.sweep.dir)
-    return [OptunaPruning(study, int(hydra_cfg.job.num))]
+    return [OptunaPruning(study, int(hydra_cfg.sweep.subdir))]     # the sweeper runs trial N in <sweep dir>/N
