@@ -13,7 +13,7 @@ from pathlib import Path
 
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
-from netkiln.sweep.report import report_html
+from netkiln.sweep.report import format_cell, report_html
 from netkiln.training.selection import tie_breaker_for
 
 # retried: a shared study's trial whose worker stopped; its parameters ran again as another trial.
@@ -169,14 +169,6 @@ def _columns(rows: list[dict]) -> list[str]:
     return [c for c in columns if c != "error"] + ["error"]
 
 
-def _fmt(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) < 1e5 else f"{value:.4g}"
-    return str(value)
-
-
 def to_csv(rows: list[dict]) -> str:
     return csv_text(rows, _columns(rows))
 
@@ -185,7 +177,7 @@ def to_markdown(rows: list[dict], title: str) -> str:
     columns = _columns(rows)
     lines = [f"# {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [_fmt(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns]
+        cells = [format_cell(row.get(c)).replace("|", "\\|").replace("\n", " ") for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -258,7 +250,7 @@ def print_leaderboard(board: Leaderboard) -> None:
                          justify="left" if left else "right", min_width=16 if column == "overrides" else None)
     for row in board.rows:
         style = {"failed": "red", "damaged": "red", "pruned": "yellow", "incomplete": "dim"}.get(row["status"])
-        cells = [_fmt(row.get(c)) for c in columns]
+        cells = [format_cell(row.get(c)) for c in columns]
         if with_errors and len(cells[-1]) > 50:      # the full error is in leaderboard.md
             cells[-1] = cells[-1][:49] + "…"
         table.add_row(*cells, style=style)

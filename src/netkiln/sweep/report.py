@@ -24,7 +24,8 @@ def esc(value) -> str:
     return html.escape("" if value is None else str(value), quote=True)
 
 
-def _fmt(value) -> str:
+def format_cell(value) -> str:
+    """A leaderboard cell as text: floats to 4 decimals (4 significant digits when large), None empty."""
     if value is None:
         return ""
     if isinstance(value, float):
@@ -308,7 +309,7 @@ def table_html(columns: list[str], rows: list[dict]) -> str:
             value = row.get(c)
             sort = value if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
             cls = {"error": ' class="err"', "status": ' class="status"'}.get(c, "")
-            cells.append(f'<td data-v="{esc(sort)}"{cls}>{esc(_fmt(value))}</td>')
+            cells.append(f'<td data-v="{esc(sort)}"{cls}>{esc(format_cell(value))}</td>')
         body.append(f'<tr class="st-{esc(row.get("status"))}">{"".join(cells)}</tr>')
     return (f'<div class="scroll"><table id="leaderboard"><thead><tr>{head}</tr></thead>'
             f'<tbody>{"".join(body)}</tbody></table></div>')
@@ -319,7 +320,7 @@ def metrics_table(metrics: dict) -> str:
     if not names:
         return '<p class="note">No val/test metrics.</p>'
     rows = "".join(f"<tr><th>{esc(n)}</th>" + "".join(
-        f"<td>{esc(_fmt((metrics.get(s) or {}).get(n)))}</td>" for s in ("val", "test")) + "</tr>" for n in names)
+        f"<td>{esc(format_cell((metrics.get(s) or {}).get(n)))}</td>" for s in ("val", "test")) + "</tr>" for n in names)
     return f'<table class="small"><tr><th></th><th>val</th><th>test</th></tr>{rows}</table>'
 
 
