@@ -19,7 +19,8 @@ LAYERS = [
     ("compiler and data", ["netkiln.compiler", "netkiln.data"]),
     # The network for a dataset: model=auto's pick, and data + model built as every command builds them.
     ("model", ["netkiln.auto_model", "netkiln.data_and_model"]),
-    # The bundle's format and the run directory's files: training writes them, init_from reads them.
+    # The bundle's format and the run directory's files. Below training, not above it: training writes the bundle
+    # and init_from reads it, while evaluating a bundle needs training's code (training/bundle_evaluation.py).
     ("artifacts", ["netkiln.artifacts"]),
     ("training", ["netkiln.training"]),
     ("sweep", ["netkiln.sweep"]),
