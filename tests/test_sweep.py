@@ -199,3 +199,18 @@ def test_a_sweep_directory_in_use_is_refused(tmp_path, capsys):
     rc, _ = sweep(tmp_path, "model=perceptron", "trainer.max_epochs=1")
     assert rc == 0
     assert not (sweep_dir / ".sweep.lock").exists()
+
+
+def test_the_terminal_leaderboard_prints_overrides_and_errors_with_brackets_as_written(tmp_path, capsys):
+    # rich markup would swallow "[id]" (a user saw "data.drop= trainer.max_epochs=3" in the best line)
+    from netkiln.sweep.leaderboard import Leaderboard, Trial, print_leaderboard
+
+    best = Trial("0", tmp_path / "0", ["data.drop=[id]", "model=mlp"], "ok",
+                 {"monitor": "val/acc", "mode": "max", "monitored": 0.9})
+    rows = [{"rank": 1, "trial": "0", "status": "ok", "overrides": "data.drop=[id] model=mlp", "value": 0.9},
+            {"rank": None, "trial": "1", "status": "failed", "overrides": "data.drop=[id] model=cnn",
+             "error": "add `reshape: [14, 1]`"}]
+    print_leaderboard(Leaderboard(tmp_path / "[sweep]", rows, best))
+    out = capsys.readouterr().out
+    assert "best: trial 0 (data.drop=[id] model=mlp)" in out
+    assert "[14, 1]" in out and "[sweep]" in out and out.count("data.drop=[id]") == 3

@@ -236,6 +236,7 @@ def print_leaderboard(board: Leaderboard) -> None:
     """A compact table for the terminal; leaderboard.csv / .md hold every column."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text          # plain text: overrides such as data.drop=[id] are not rich markup
 
     test_columns = [c for c in _columns(board.rows) if c.startswith("test/") and c != "test/loss"][:2]
     columns = ["rank", "trial", "status", "overrides", "value", *test_columns, "params", "epochs", "seconds"]
@@ -243,7 +244,7 @@ def print_leaderboard(board: Leaderboard) -> None:
     if with_errors:
         columns.append("error")
     monitor = board.best.metrics.get("monitor") if board.best else "value"
-    table = Table(title=f"Leaderboard: {board.sweep_dir}")
+    table = Table(title=Text(f"Leaderboard: {board.sweep_dir}"))
     for column in columns:
         left = column in ("trial", "status", "overrides", "error")
         table.add_column(monitor if column == "value" else column, overflow="fold",
@@ -253,11 +254,11 @@ def print_leaderboard(board: Leaderboard) -> None:
         cells = [format_cell(row.get(c)) for c in columns]
         if with_errors and len(cells[-1]) > 50:      # the full error is in leaderboard.md
             cells[-1] = cells[-1][:49] + "…"
-        table.add_row(*cells, style=style)
+        table.add_row(*(Text(cell) for cell in cells), style=style)
     console = Console(width=max(Console().width, 120))
     console.print(table)
     if board.best is not None:
         console.print(f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
-                      f"{monitor} = {board.best.value:.4f}; bundle at {board.sweep_dir / 'best'}")
+                      f"{monitor} = {board.best.value:.4f}; bundle at {board.sweep_dir / 'best'}", markup=False)
     else:
         console.print("no trial finished successfully.")
