@@ -64,8 +64,10 @@ def freeze_layers(network, refs: Any, key: str = "freeze") -> list[str]:
     for where, idx in _layer_refs(network, refs, key):
         layer = network.layers[idx]
         if not any(True for _ in layer.parameters()):
-            raise NetkilnError(f"layer {network.layer_names[idx]} has no weights to freeze; name layers that have "
-                               "weights (dense, conv, recurrent, batchnorm, embedding).", key=where)
+            weighted = [f"{i} {name}" for i, (name, other) in enumerate(zip(network.layer_names, network.layers))
+                        if any(True for _ in other.parameters())]
+            raise NetkilnError(f"layer {idx} ({network.layer_names[idx]}) has no weights to freeze; the layers "
+                               f"with weights: {', '.join(weighted)}.", key=where)
         for p in layer.parameters():
             p.requires_grad_(False)
         for m in layer.modules():
