@@ -137,6 +137,14 @@ def test_load_refuses_a_frame_missing_a_column(csv_run):
         netkiln.load(run).predict(pd.read_csv(data).drop(columns=["age"]))
 
 
+def test_load_names_the_extra_column_and_the_python_keyword_that_allows_it(csv_run):
+    run, data = csv_run
+    frame = pd.read_csv(data).assign(row_id=1)
+    with pytest.raises(NetkilnError, match=r"'row_id'; remove it,? or pass allow_extra=True to ignore extra columns"):
+        netkiln.load(run).predict(frame)
+    assert len(netkiln.load(run).predict(frame, allow_extra=True)) == len(frame)
+
+
 def test_load_predicts_arrays_and_tensors_raw_or_prepared(array_run, tmp_path):
     from netkiln.data import load_dataset
 

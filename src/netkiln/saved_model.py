@@ -76,7 +76,13 @@ class SavedModel:
         else:
             data = _as_array(data)
             source = InputFile(Path("<array>"), "npy", key="data")
-        return prepare_chunk(self.bundle, Chunk(0, data), source, allow_extra=allow_extra)
+        try:
+            return prepare_chunk(self.bundle, Chunk(0, data), source, allow_extra=allow_extra)
+        except NetkilnError as err:      # the CLI's words, in Python's: predict(frame, allow_extra=True)
+            if "allow_extra=true" not in err.message:
+                raise
+            raise NetkilnError(err.message.replace("allow_extra=true", "allow_extra=True"), key=err.key,
+                               file=err.file, line=err.line, column=err.column) from None
 
     def predict_frame(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096):
         """The table `netkiln predict` writes: `prediction` and, for classifiers, one `prob_<class>` column a

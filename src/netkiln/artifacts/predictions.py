@@ -34,7 +34,7 @@ def _prepare_features():
 
 def _relocate(err: NetkilnError, file: InputFile, start: int) -> NetkilnError:
     """The data package's error about a chunk, re-pointed at the input file and the chunk's rows."""
-    message = err.message.replace("or allow extra columns", "or pass allow_extra=true to ignore them")
+    message = err.message.replace("or allow extra columns", "or pass allow_extra=true to ignore extra columns")
     if start:
         message += f" (in the chunk starting at data row {start})"
     return NetkilnError(message, key=file.key, file=str(file.path), line=err.line, column=err.column)
@@ -60,8 +60,10 @@ def _table_to_array(frame, bundle: Bundle, allow_extra: bool, file: InputFile) -
     extra = [c for c in have if c not in name_set]
     if extra and not allow_extra:
         raise NetkilnError(f"the input has column{'s' if len(extra) > 1 else ''} the model was not trained on: "
-                           f"{', '.join(repr(e) for e in extra[:10])}; remove them, or pass allow_extra=true to "
-                           "ignore them", key=file.key, file=str(file.path), column=extra[0])
+                           f"{', '.join(repr(e) for e in extra[:10])}; "
+                           f"remove {'them' if len(extra) > 1 else 'it'}, "
+                           "or pass allow_extra=true to ignore extra columns",
+                           key=file.key, file=str(file.path), column=extra[0])
     sub = frame[names]
     for col in names:
         if not np.issubdtype(sub[col].dtype, np.number):

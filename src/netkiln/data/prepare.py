@@ -84,7 +84,8 @@ def _prepare_table(data: Any, prep: dict, allow_extra: bool, policy: str | None,
                            f"Expected columns: {', '.join(need)}.", column=missing[0])
     if extra and not allow_extra:
         raise NetkilnError(f"the input has column{'s' if len(extra) > 1 else ''} the model was not trained on: "
-                           f"{', '.join(repr(e) for e in extra)}; remove them or allow extra columns",
+                           f"{', '.join(repr(e) for e in extra)}; remove {'them' if len(extra) > 1 else 'it'} "
+                           "or allow extra columns",
                            column=extra[0])
     if len(frame) == 0:
         return np.zeros((0, int(prep["input_shape"][0])), dtype=np.float32)
