@@ -73,3 +73,14 @@ def test_the_leaderboard_ranks_tied_trials_by_val_loss_then_parameters(tmp_path)
     for t in trials:
         t.metrics.update(monitor="val/loss", mode="min", monitored=0.5)
     assert [t.name for t in rank(trials)] == ["e", "d", "a", "c", "b"]
+
+
+@pytest.mark.parametrize("monitor, said", [("val/acc", "ties go to the lower val/loss, then the later epoch"),
+                                           ("val/loss", "ties go to the later epoch")])
+def test_the_log_names_the_tie_breaker_only_when_there_is_one(tmp_path, monitor, said):
+    from conftest import TINY
+    from netkiln.cli import main
+
+    assert main(["train", *TINY, f"monitor={monitor}", f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    line = next(x for x in (tmp_path / "run" / "train.log").read_text().splitlines() if "restored the weights" in x)
+    assert line.endswith(said) and f"the best by {monitor}" in line

@@ -285,8 +285,10 @@ def finish(run: RunSetup, module, trainer, seconds: float) -> dict:
         best = load_checkpoint_file(best_path)
         module.load_state_dict(best["state_dict"])
         best_epoch = best.get("epoch")
-        log.info("restored the weights of epoch %s, the best by %s (%s); ties go to the lower val/loss, "
-                 "then the later epoch", best_epoch, monitor, mode)
+        from netkiln.training.selection import tie_breaker_for
+        tie_key = tie_breaker_for(monitor)
+        log.info("restored the weights of epoch %s, the best by %s (%s); ties go to %sthe later epoch", best_epoch,
+                 monitor, mode, f"the lower {tie_key}, then " if tie_key else "")
     network.cpu()
     evaluations = {split: evaluate_split(network, task, run.loss_fn, getattr(dataset, f"x_{split}"),
                                          getattr(dataset, f"y_{split}"), target_scale=run.target_scale)
