@@ -85,6 +85,17 @@ def test_analyze_builtin_and_regression(tmp_path, capsys):
     assert (out / "analysis.png").exists()
 
 
+def test_analyze_names_a_tables_regression_target(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=60), "region": rng.choice(["N", "S", "E"], 60)})
+    frame["cost_usd"] = 1000 + 500 * frame["x"]
+    frame.to_csv(tmp_path / "costs.csv", index=False)
+    rc, out, stdout, _ = analyze(tmp_path, capsys, "data=csv", f"data.path={tmp_path / 'costs.csv'}",
+                                 "data.target=cost_usd")
+    assert rc == 0 and "cost_usd │" in stdout            # the column's name, not the index 0
+    assert json.loads((out / "analysis.json").read_text())["target"]["targets"][0]["name"] == "cost_usd"
+
+
 def test_analyze_sequences_and_images(tmp_path, capsys):
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "seq.npz", x=rng.normal(size=(60, 16, 2)), y=np.arange(60) % 3)

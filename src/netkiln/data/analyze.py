@@ -81,8 +81,11 @@ def analyze_data(data_cfg: Any, seed: int = 0):
             warnings.append(f"classes with fewer than 5 training rows: {', '.join(rare[:10])}")
     else:
         y_all = np.concatenate([y.reshape(len(y), -1) for y in ys.values()])
+        named = node.get("target") if raw.table is not None else None      # a table's target column(s)
+        named = [named] if isinstance(named, str) else list(named or [])
         report["target"] = {"kind": "values", "targets": [
-            {"index": j, **_stats(y_all[:, j].astype(np.float64)),
+            {"index": j, **({"name": str(named[j])} if len(named) == y_all.shape[1] else {}),
+             **_stats(y_all[:, j].astype(np.float64)),
              "median": _num(np.median(y_all[:, j])) if len(y_all) else None} for j in range(y_all.shape[1])]}
 
     # columns (tables) or per-feature statistics (arrays)
@@ -276,7 +279,8 @@ def print_report(report: dict, console=None) -> None:
         for h in ("target", "mean", "std", "min", "median", "max"):
             tab.add_column(h, justify="right")
         for c in tg["targets"]:
-            tab.add_row(str(c["index"]), *(_fmt(c.get(k)) for k in ("mean", "std", "min", "median", "max")))
+            tab.add_row(str(c.get("name", c["index"])),
+                        *(_fmt(c.get(k)) for k in ("mean", "std", "min", "median", "max")))
     console.print(tab)
 
     d = report["duplicates"]
