@@ -13,7 +13,7 @@ from pathlib import Path
 
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
-from netkiln.sweep.report import format_cell, report_html
+from netkiln.sweep.report import finite_number, format_cell, report_html
 from netkiln.training.selection import tie_breaker_for
 
 # retried: a shared study's trial whose worker stopped; its parameters ran again as another trial.
@@ -107,11 +107,8 @@ def _field(metrics: dict, section: str, name: str):
 
 def _number(value) -> float:
     """A finite number for sorting; anything else sorts last."""
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return math.inf
-    return value if math.isfinite(value) else math.inf
+    number = finite_number(value)
+    return math.inf if number is None else number
 
 
 def rank(trials: list[Trial]) -> list[Trial]:

@@ -33,7 +33,8 @@ def format_cell(value) -> str:
     return str(value)
 
 
-def _finite(value) -> float | None:
+def finite_number(value) -> float | None:
+    """`value` as a finite float, or None (missing, not a number, NaN or infinite)."""
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -52,9 +53,9 @@ def read_curve(history_csv: Path, metric: str) -> list[tuple[int, float]]:
         return []
     points = []
     for i, row in enumerate(rows):
-        value = _finite(row.get(metric))
+        value = finite_number(row.get(metric))
         if value is not None:
-            points.append((int(_finite(row.get("epoch")) or i), value))
+            points.append((int(finite_number(row.get("epoch")) or i), value))
     return points
 
 
@@ -248,7 +249,7 @@ def parallel_svg(params: list[str], rows: list[tuple[str, dict[str, str], float 
     scales, parts = [], []
     for key, x in zip(params, axes_x):
         values = [r[1].get(key, "(default)") for r in rows]
-        numbers = [_finite(v) for v in values]
+        numbers = [finite_number(v) for v in values]
         if all(n is not None for n in numbers):
             low, high = min(numbers), max(numbers)
             log = low > 0 and high / low >= 100
