@@ -86,7 +86,7 @@ def test_every_layer_name_is_covered():
     used = set()
     for entry, *_ in CASES:
         used.add(entry if isinstance(entry, str) else next(iter(entry)))
-    assert set(LAYER_NAMES) - used <= {"residual", "repeat", "batchnormalization", "layernormalization",
+    assert set(LAYER_NAMES) - used <= {"residual", "repeat", "parallel", "batchnormalization", "layernormalization",
                                        "leaky_relu"}
 
 

@@ -13,10 +13,9 @@ from netkiln.errors import NetkilnError
 
 log = logging.getLogger("netkiln")
 
-# The model picked for each input layout (netkiln.data.dataset.LAYOUTS). Text, once netkiln reads it as token
-# ids, gets its own layout and its text model here.
-AUTO_MODELS = {"flat": "mlp", "sequence": "cnn", "image": "cnn2d"}
-_LAYOUT_WORDS = {"flat": "flat features", "sequence": "sequences", "image": "images"}
+# The model picked for each input layout (netkiln.data.dataset.LAYOUTS).
+AUTO_MODELS = {"flat": "mlp", "sequence": "cnn", "image": "cnn2d", "tokens": "textcnn"}
+_LAYOUT_WORDS = {"flat": "flat features", "sequence": "sequences", "image": "images", "tokens": "token ids"}
 PICKED = "picked by model=auto for"     # the start of a picked model's `description`
 
 PACKAGE_MODELS = Path(__file__).resolve().parent / "conf" / "model"

@@ -27,7 +27,8 @@ def build_data_and_model(cfg, *, training: bool = False):
     with explain_picked_model(picked):
         network = compile_model(cfg.model, dataset.input_shape, dataset.task,
                                 only_trusted=not trusted,
-                                memory_copies=4 if training else 1)
+                                memory_copies=4 if training else 1,
+                                vocab_size=dataset.preprocessing.get("vocab_size"))   # text: embeddings' input_dim
     task = dataset.task.for_output_units(network.output_shape)
     if task != dataset.task:
         import logging

@@ -362,7 +362,8 @@ def load_bundle(run: Any, *, allow_targets: bool = False, key: str = "run") -> B
 
     # The model planned on the meta device against the weights file's header: a damaged config (a huge
     # num_outputs or units) is refused before anything is allocated.
-    trust = {"allow_targets": True, "only_trusted": not allow_targets}    # the rule read_bundle checked
+    trust = {"allow_targets": True, "only_trusted": not allow_targets,    # the rule read_bundle checked
+             "vocab_size": bundle.preparation.get("vocab_size")}           # text: the embeddings' input_dim
     planned = plan_model(bundle.config["model"], bundle.input_shape, task, **trust)
     if planned is not None:
         check_weight_shapes(shapes(planned.state_dict()), safetensors_shapes(weights, key), weights, key)

@@ -6,7 +6,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -39,12 +39,24 @@ def _check_input_shape(shape: Any) -> tuple:
     return shape
 
 
+class Built(NamedTuple):
+    """One compiled entry: its module, output shape, summary name and rows (its own, then nested ones), and whether
+    its output is a sequence whose padded steps are known (after an embedding with mask_zero)."""
+    module: nn.Module
+    shape: tuple
+    name: str
+    rows: list
+    masked: bool = False
+
+
 class _Builder:
-    def __init__(self, allow_targets: bool, only_trusted: bool = False):
+    def __init__(self, allow_targets: bool, only_trusted: bool = False, vocab_size: int | None = None):
         self.allow_targets = allow_targets
         self.only_trusted = only_trusted
+        self.vocab_size = vocab_size    # the data's vocabulary (text): an embedding's default input_dim
         self.counts: Counter = Counter()
         self.notes: list[str] = []      # what the compiler decided for the user, logged once per compile
+        self.masked = False             # whether any embedding has mask_zero: the network then runs run_masked
 
     def name(self, base: str) -> str:
         """Keras naming: dense, dense_1, dense_2, ... counted across the whole model."""
@@ -52,19 +64,37 @@ class _Builder:
         self.counts[base] += 1
         return base if n == 0 else f"{base}_{n}"
 
-    def build(self, raw: Any, shape: tuple, key: str, depth: int):
-        """-> (module, out_shape, name, rows) for one entry (rows: its own, then nested ones)."""
+    def build(self, raw: Any, shape: tuple, key: str, depth: int, masked: bool = False) -> Built:
+        """One entry on inputs of `shape` (`masked`: a sequence with known padded steps)."""
         entry = parse_entry(raw, key)
         if entry.kind == "layer":
-            return self._layer(entry, shape, depth)
+            return self._layer(entry, shape, depth, masked)
         if entry.kind == "target":
-            return self._target(entry, shape, depth)
-        return self._composite(entry, shape, depth)
+            return self._target(entry, shape, depth, masked)
+        if entry.kind == "parallel":
+            return self._parallel(entry, shape, depth, masked)
+        return self._composite(entry, shape, depth, masked)
 
-    def _layer(self, entry: Entry, shape: tuple, depth: int):
+    def _embedding_args(self, entry: Entry) -> dict:
+        """input_dim from the data's vocabulary when the config leaves it out."""
+        args = dict(entry.args)
+        if args["input_dim"] is None:
+            if self.vocab_size is None:
+                raise ModelSpecError("the data has no vocabulary (it is not a text dataset), so input_dim cannot be "
+                                     "inferred; write input_dim: the number of distinct ids (the largest id + 1)",
+                                     key=f"{entry.key}.input_dim", layer=entry.name)
+            args["input_dim"] = self.vocab_size
+        elif self.vocab_size is not None and args["input_dim"] < self.vocab_size:
+            raise ModelSpecError(f"input_dim {args['input_dim']} is smaller than the data's vocabulary of "
+                                 f"{self.vocab_size} ids; leave input_dim out to use the vocabulary's size",
+                                 key=f"{entry.key}.input_dim", layer=entry.name)
+        return args
+
+    def _layer(self, entry: Entry, shape: tuple, depth: int, masked: bool) -> Built:
         layer = REGISTRY[entry.name]
+        args = self._embedding_args(entry) if entry.name == "embedding" else entry.args
         try:
-            module, out = layer.build(entry.args, shape)
+            module, out = layer.build(args, shape)
         except LayerError as e:
             key = f"{entry.key}.{e.arg}" if e.arg else entry.key
             raise ModelSpecError(e.message, key=key, layer=entry.name) from None
@@ -77,7 +107,24 @@ class _Builder:
         rows = [Row(self.name(entry.name), layer.keras_type, out, module, depth, entry.key)]
         if getattr(module, "image_rows", None) is not None:
             rows.insert(0, self._image_rows(entry, shape, module.image_rows, depth))
-        return module, out, rows[-1].name, rows
+        if entry.name == "embedding" and args["mask_zero"]:
+            self.masked = True
+            return Built(module, out, rows[-1].name, rows, True)
+        return Built(module, out, rows[-1].name, rows, self._still_masked(entry, module, shape, out, masked))
+
+    def _still_masked(self, entry: Entry, module: nn.Module, shape: tuple, out: tuple, masked: bool) -> bool:
+        """Whether the padded steps are still known after this layer (modules.run_masked's rule); a note when a
+        layer reads them as data."""
+        if not masked:
+            return False
+        if hasattr(module, "forward_masked"):       # conv, pooling, rnn: while they return sequences
+            return len(out) == 2
+        if len(out) == 2 and out[0] == shape[0]:    # dense, dropout, norms, activations: step by step
+            return True
+        self.notes.append(f"{entry.key} ({entry.name}) reads the padded steps of its input {fmt_shape(shape)} as "
+                          "data: padding can change its output. To ignore padding, end the sequence part with a "
+                          "global pooling layer or a recurrent layer (they skip padded steps)")
+        return False
 
     def _image_rows(self, entry: Entry, shape: tuple, module: nn.Module, depth: int) -> Row:
         """Say, in a note and as a summary row, that a recurrent layer reads images row by row."""
@@ -86,14 +133,15 @@ class _Builder:
                           f"{rows[0]} rows of {rows[1]} values (T = H, F = C·W)")
         return Row(self.name("image_rows"), "Reshape", rows, module, depth, entry.key)
 
-    def _composite(self, entry: Entry, shape: tuple, depth: int):
+    def _composite(self, entry: Entry, shape: tuple, depth: int, masked: bool) -> Built:
         name = self.name(entry.name)
-        modules, rows, cur = [], [], shape
+        modules, rows, cur, cur_masked = [], [], shape, masked
         for rep in range(entry.times):
             for j, child in enumerate(entry.children):
-                mod, cur, _, child_rows = self.build(child, cur, f"{entry.children_key}[{j}]", depth + 1)
-                modules.append(mod)
-                rows += child_rows
+                built = self.build(child, cur, f"{entry.children_key}[{j}]", depth + 1, cur_masked)
+                modules.append(built.module)
+                rows += built.rows
+                cur, cur_masked = built.shape, built.masked
         body = nn.Sequential(*modules)
         if entry.kind == "residual":
             if cur != shape:
@@ -105,9 +153,39 @@ class _Builder:
             module, type_ = Residual(body), "Residual"
         else:
             module, type_ = body, "Repeat"
-        return module, cur, name, [Row(name, type_, cur, module, depth, entry.key), *rows]
+        return Built(module, cur, name, [Row(name, type_, cur, module, depth, entry.key), *rows], cur_masked)
 
-    def _target(self, entry: Entry, shape: tuple, depth: int):
+    def _parallel(self, entry: Entry, shape: tuple, depth: int, masked: bool) -> Built:
+        """Each branch on the same input; outputs concatenated on the feature axis (channels of images (C, H, W),
+        the last axis otherwise), so they must agree on every other axis."""
+        from .modules import Parallel
+
+        name = self.name(entry.name)
+        branches, rows, outs, kept = [], [], [], []
+        for i, branch in enumerate(entry.children):
+            modules, cur, cur_masked = [], shape, masked
+            for j, child in enumerate(branch):
+                built = self.build(child, cur, f"{entry.children_key}[{i}][{j}]", depth + 1, cur_masked)
+                modules.append(built.module)
+                rows += built.rows
+                cur, cur_masked = built.shape, built.masked
+            branches.append(nn.Sequential(*modules))
+            outs.append(cur)
+            kept.append(cur_masked)
+        axis = 0 if len(outs[0]) == 3 else len(outs[0]) - 1      # in the shape without the batch dim
+        for i, out in enumerate(outs[1:], start=1):
+            if len(out) != len(outs[0]) or any(a != b for k, (a, b) in enumerate(zip(out, outs[0])) if k != axis):
+                raise ModelSpecError(
+                    f"branch {i} outputs {fmt_shape(out)} but branch 0 outputs {fmt_shape(outs[0])}; the outputs are "
+                    f"concatenated on the feature axis, so they must agree on every other axis (same sequence "
+                    "length: padding: same, or end each branch with a global pooling layer)",
+                    key=f"{entry.children_key}[{i}]", layer="parallel")
+        out = tuple(sum(o[axis] for o in outs) if k == axis else d for k, d in enumerate(outs[0]))
+        module = Parallel(branches, dim=axis + 1)
+        return Built(module, out, name, [Row(name, "Parallel", out, module, depth, entry.key), *rows],
+                     all(kept) and len(out) == 2)
+
+    def _target(self, entry: Entry, shape: tuple, depth: int, masked: bool) -> Built:
         path, key = entry.name, entry.key
         if not self.allow_targets:
             raise ModelSpecError(f"_target_ entries ({path}) are not allowed here; use the built-in "
@@ -134,7 +212,10 @@ class _Builder:
             raise ModelSpecError(f"{path}({_kwargs(entry.args)}) failed: {e}", key=key) from None
         out = _dry_forward(module, shape, path, key)
         name = self.name(cls.__name__.lower())
-        return module, out, name, [Row(name, cls.__name__, out, module, depth, key)]
+        if masked:
+            self.notes.append(f"{key} ({path}) is not told which steps are padding: padding can change its output")
+        still = masked and len(out) == 2 and out[0] == shape[0]
+        return Built(module, out, name, [Row(name, cls.__name__, out, module, depth, key)], still)
 
 
 def _kwargs(kw: dict) -> str:
@@ -197,25 +278,28 @@ def _task_text(task) -> str:
 
 def compile_model(model_cfg: Any, input_shape: Any, task, key: str = "model",
                   allow_targets: bool = True, only_trusted: bool = False,
-                  memory_copies: int = 1) -> Network:
+                  memory_copies: int = 1, vocab_size: int | None = None) -> Network:
     """Build the Network for `model_cfg` on inputs of `input_shape` (no batch dim) for `task`.
+
+    `vocab_size`: the data's vocabulary when its rows are token ids (text); an embedding's input_dim defaults to
+    it, and the model must start with an embedding.
 
     `_target_` entries: refused when not `allow_targets`; else, with `only_trusted`, only the public torch.nn
     classes netkiln.trust allows; any torch.nn.Module subclass otherwise.
     The model is first planned on the meta device (shapes, no memory) and refused when `memory_copies` copies of
     its weights (training: 4, for weights, gradients and two optimizer moments) exceed the available memory.
     """
-    planned = plan_model(model_cfg, input_shape, task, key, allow_targets, only_trusted)
+    planned = plan_model(model_cfg, input_shape, task, key, allow_targets, only_trusted, vocab_size)
     if planned is not None:
         check_model_memory(planned, memory_copies)
-    network = _compile(model_cfg, input_shape, task, key, allow_targets, only_trusted)
+    network = _compile(model_cfg, input_shape, task, key, allow_targets, only_trusted, vocab_size)
     for note in network.notes:      # here, not in _compile: the plan above would say it twice
         log.info("%s", note)
     return network
 
 
 def plan_model(model_cfg: Any, input_shape: Any, task, key: str = "model", allow_targets: bool = True,
-               only_trusted: bool = False) -> Network | None:
+               only_trusted: bool = False, vocab_size: int | None = None) -> Network | None:
     """The Network built on the meta device: every shape and parameter count, no memory allocated.
 
     None when it cannot be planned there (a `_target_` module without meta support); the real build then reports
@@ -223,7 +307,7 @@ def plan_model(model_cfg: Any, input_shape: Any, task, key: str = "model", allow
     """
     try:
         with torch.device("meta"):
-            return _compile(model_cfg, input_shape, task, key, allow_targets, only_trusted)
+            return _compile(model_cfg, input_shape, task, key, allow_targets, only_trusted, vocab_size)
     except ModelSpecError as err:
         if "too large to allocate" in err.message:      # more values than an int64 counts: no real build can
             raise
@@ -249,8 +333,18 @@ def check_model_memory(network: Network, copies: int = 1) -> None:
                          key=biggest.key or None, layer=biggest.name)
 
 
+def _check_starts_with_embedding(first: Any, key: str, vocab_size: int) -> None:
+    """Token ids are category numbers, not quantities: a text model reads them through an embedding."""
+    entry = parse_entry(first, key)
+    if entry.kind == "target" or entry.name == "embedding":
+        return
+    raise ModelSpecError(f"the data are token ids (text, a vocabulary of {vocab_size:,}), which a model reads "
+                         "through an embedding: start the layers with `- embedding: {output_dim: 64, mask_zero: true}`"
+                         ", or use model=textcnn, model=textrnn or model=auto", key=key, layer=entry.name)
+
+
 def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bool,
-             only_trusted: bool) -> Network:
+             only_trusted: bool, vocab_size: int | None = None) -> Network:
     cfg = to_container(model_cfg)
     if not isinstance(cfg, Mapping):
         raise ModelSpecError(f"the model spec must be a mapping with `layers:`, got {cfg!r}", key=key)
@@ -269,15 +363,18 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
                              key=f"{key}.layers")
     head = _head_mode(cfg, key)
     shape = _check_input_shape(input_shape)
+    if vocab_size is not None:
+        _check_starts_with_embedding(layers[0], f"{key}.layers[0]", vocab_size)
 
-    builder = _Builder(allow_targets, only_trusted)
+    builder = _Builder(allow_targets, only_trusted, vocab_size)
     modules, names, rows = [], [], []
-    cur = shape
+    cur, masked = shape, False
     for i, raw in enumerate(layers):
-        module, cur, name, layer_rows = builder.build(raw, cur, f"{key}.layers[{i}]", 0)
-        modules.append(module)
-        names.append(name)
-        rows += layer_rows
+        built = builder.build(raw, cur, f"{key}.layers[{i}]", 0, masked)
+        modules.append(built.module)
+        names.append(built.name)
+        rows += built.rows
+        cur, masked = built.shape, built.masked
 
     if head == "auto":
         if task is None:
@@ -287,10 +384,11 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
                 f"head: auto needs flat features but the last layer outputs {fmt_shape(cur)}; add "
                 "`flatten` or a global pooling layer (globalavgpool1d/2d) at the end of the layers",
                 key=f"{key}.head")
-        module, cur, name, head_rows = builder.build({"dense": task.num_outputs}, cur, f"{key}.head", 0)
-        modules.append(module)
-        names.append(name)
-        rows += head_rows
+        built = builder.build({"dense": task.num_outputs}, cur, f"{key}.head", 0)
+        modules.append(built.module)
+        names.append(built.name)
+        rows += built.rows
+        cur = built.shape
     elif task is not None and cur != (task.for_output_units(cur).num_outputs,):
         also = " (or 2: one logit per class, softmax)" if task.kind == "binary" else ""
         raise ModelSpecError(
@@ -298,4 +396,5 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
             f"for the {_task_text(task)}, but it outputs {fmt_shape(cur)}; use head: auto or end "
             f"with `dense: {task.num_outputs}` (no activation: the loss takes logits)", key=f"{key}.head")
 
-    return Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"), notes=builder.notes)
+    return Network(modules, names, rows, shape, cur, name=str(cfg.get("name") or "model"), notes=builder.notes,
+                   masked=builder.masked)

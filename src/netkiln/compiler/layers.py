@@ -199,9 +199,11 @@ def _layernorm(a, shape):
 
 
 def _embedding(a, shape):
+    """`input_dim` is filled in by the compiler from the data's vocabulary when the config leaves it out."""
     if not (len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)):
         raise LayerError(f"needs integer ids of shape (T,) or (T, 1) but got {describe(shape)}")
-    return Embedding(a["input_dim"], a["output_dim"], len(shape) == 2), (shape[0], a["output_dim"])
+    module = Embedding(a["input_dim"], a["output_dim"], len(shape) == 2, a["mask_zero"])
+    return module, (shape[0], a["output_dim"])
 
 
 def image_rows_shape(shape: Shape) -> Shape:
@@ -259,8 +261,10 @@ _register("dropout", "Dropout", [Arg("rate", A.rate)], _dropout)
 _register("batchnorm", "BatchNormalization", [Arg("momentum", A.rate, 0.99),
                                               Arg("epsilon", A.positive_float, 1e-3)], _batchnorm)
 _register("layernorm", "LayerNormalization", [Arg("epsilon", A.positive_float, 1e-3)], _layernorm)
-_register("embedding", "Embedding", [Arg("input_dim", A.positive_int), Arg("output_dim", A.positive_int)],
-          _embedding)
+# output_dim first (`embedding: 64`): input_dim, the vocabulary size, usually comes from the data.
+_register("embedding", "Embedding", [Arg("output_dim", A.positive_int),
+                                     Arg("input_dim", lambda v: None if v is None else A.positive_int(v), None),
+                                     Arg("mask_zero", A.boolean, False)], _embedding)
 for _kind, _type in (("simplernn", "SimpleRNN"), ("lstm", "LSTM"), ("gru", "GRU")):
     _register(_kind, _type, [Arg("units", A.positive_int), Arg("bidirectional", A.boolean, False),
                              Arg("num_layers", A.positive_int, 1),

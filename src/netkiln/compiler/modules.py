@@ -1,4 +1,11 @@
-"""The torch modules the layer builders emit. Sequences are (B, T, F); images are (B, C, H, W)."""
+"""The torch modules the layer builders emit. Sequences are (B, T, F); images are (B, C, H, W).
+
+Padding (text): after an `embedding` with mask_zero, a network runs `run_masked`, which carries each row's
+number of real steps (`lengths`, (B,) int64; id 0 at the end of a row is padding) beside the tensor. Layers that
+must skip padded steps have a `forward_masked(x, lengths) -> (y, lengths)`; every other layer runs as it is and
+keeps the lengths while it keeps the time axis. Their outputs at padded steps stay finite (0 where they fill), so
+no -inf or NaN reaches a gradient. Networks without mask_zero never take this path.
+"""
 from __future__ import annotations
 
 import torch
@@ -6,6 +13,43 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import make_activation
+
+
+def lengths_of(ids: torch.Tensor) -> torch.Tensor:
+    """(B, T) integer ids -> (B,): the steps up to each row's last non-zero id (trailing 0s are padding)."""
+    steps = torch.arange(1, ids.shape[1] + 1, device=ids.device)
+    return ((ids != 0) * steps).amax(dim=1)
+
+
+def step_mask(lengths: torch.Tensor, steps: int) -> torch.Tensor:
+    """(B,) lengths -> (B, T, 1) bool, true at real steps."""
+    return (torch.arange(steps, device=lengths.device) < lengths[:, None])[..., None]
+
+
+def keeps_steps(x: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether a layer kept the time axis of a (B, T, F) sequence (then its output has the same padded steps)."""
+    return x.dim() == 3 and y.dim() == 3 and x.shape[1] == y.shape[1]
+
+
+def run_masked(module: nn.Module, x: torch.Tensor, lengths: torch.Tensor | None):
+    """module(x) told which steps are padding -> (y, lengths of y; None once the time axis is gone)."""
+    if isinstance(module, nn.Sequential):
+        for child in module:
+            x, lengths = run_masked(child, x, lengths)
+        return x, lengths
+    forward_masked = getattr(module, "forward_masked", None)
+    if forward_masked is not None:
+        return forward_masked(x, lengths)
+    y = module(x)
+    return y, (lengths if lengths is not None and keeps_steps(x, y) else None)
+
+
+def _window_lengths(lengths: torch.Tensor, kernel: int, stride: int, dilation: int, pads: tuple) -> torch.Tensor:
+    """The output steps whose windows start at a real step or in the left padding: the steps a row of `lengths`
+    real steps gets with this window (the same formula as the layer's output length)."""
+    left, right = pads
+    span = dilation * (kernel - 1) + 1
+    return (torch.div(lengths + left + right - span, stride, rounding_mode="floor") + 1).clamp(min=0)
 
 
 def _torch_pad(pads: tuple) -> list[int]:
@@ -48,6 +92,15 @@ class Conv(nn.Module):
         self.has_act = not isinstance(self.act, nn.Identity)
         self.pad = None if symmetric else _torch_pad(pads)
         self.channels_last = ndim == 1  # sequences are (B, T, F); torch wants (B, F, T)
+        self.window = (kernel_size, strides, dilation, pads[0]) if ndim == 1 else None
+
+    def forward_masked(self, x, lengths):
+        """Padded steps read as zeros, as the layer's own padding does, so each output step that a row of its
+        length has sees the same values whatever padding follows."""
+        if lengths is None:
+            return self(x), None
+        y = self(x.masked_fill(~step_mask(lengths, x.shape[1]), 0.0))
+        return y, _window_lengths(lengths, *self.window)
 
     def forward(self, x):
         if self.channels_last:
@@ -68,6 +121,20 @@ class Pool(nn.Module):
         self.ndim, self.kind = ndim, kind
         self.pool_size, self.strides = tuple(pool_size), tuple(strides)
         self.pad = _torch_pad(pads) if any(any(p) for p in pads) else None
+        self.window = (self.pool_size[0], self.strides[0], 1, pads[0]) if ndim == 1 else None
+
+    def forward_masked(self, x, lengths):
+        """Padded steps never win a max nor count in an average (as the layer's own padding)."""
+        if lengths is None:
+            return self(x), None
+        real = step_mask(lengths, x.shape[1])
+        if self.kind == "max":
+            y = self(x.masked_fill(~real, float("-inf")))
+        else:  # the average of the real cells of each window: pool(x) / pool(mask)
+            share = self(real.to(x.dtype).expand_as(x))
+            y = self(x.masked_fill(~real, 0.0)) / share.clamp(min=1e-12)
+        out = _window_lengths(lengths, *self.window)
+        return y.masked_fill(~step_mask(out, y.shape[1]), 0.0), out
 
     def forward(self, x):
         channels_last = self.ndim == 1
@@ -103,6 +170,17 @@ class GlobalPool(nn.Module):
     def forward(self, x):
         return x.mean(dim=self.dims) if self.kind == "avg" else x.amax(dim=self.dims)
 
+    def forward_masked(self, x, lengths):
+        """Over the real steps only; a row without any real step pools to zeros."""
+        if lengths is None:
+            return self(x), None
+        real = step_mask(lengths, x.shape[1])
+        if self.kind == "avg":
+            y = x.masked_fill(~real, 0.0).sum(dim=1) / lengths.clamp(min=1)[:, None].to(x.dtype)
+        else:
+            y = x.masked_fill(~real, float("-inf")).amax(dim=1).masked_fill((lengths == 0)[:, None], 0.0)
+        return y, None
+
     def extra_repr(self):
         return f"{self.kind}, dims={self.dims}"
 
@@ -136,17 +214,26 @@ class BatchNorm(nn.Module):
 
 
 class Embedding(nn.Module):
-    """Integer ids (B, T) or (B, T, 1), possibly stored as floats, -> (B, T, output_dim)."""
+    """Integer ids (B, T) or (B, T, 1), possibly stored as floats, -> (B, T, output_dim).
 
-    def __init__(self, input_dim: int, output_dim: int, squeeze: bool):
+    mask_zero (Keras): id 0 is padding. Its vector is zeros and gets no gradient (padding_idx=0), and
+    forward_masked tells the layers after it how many steps of each row are real.
+    """
+
+    def __init__(self, input_dim: int, output_dim: int, squeeze: bool, mask_zero: bool = False):
         super().__init__()
-        self.embedding = nn.Embedding(input_dim, output_dim)
+        self.embedding = nn.Embedding(input_dim, output_dim, padding_idx=0 if mask_zero else None)
         self.squeeze = squeeze
+        self.mask_zero = mask_zero
 
     def forward(self, x):
         if self.squeeze:
             x = x.squeeze(-1)
         return self.embedding(x.long())
+
+    def forward_masked(self, x, lengths):
+        ids = (x.squeeze(-1) if self.squeeze else x).long()
+        return self.embedding(ids), (lengths_of(ids) if self.mask_zero else lengths)
 
 
 class ImageRows(nn.Module):
@@ -187,6 +274,23 @@ class RNN(nn.Module):
         # h: (num_layers * directions, B, units), layer-major: the last `directions` rows are the top layer
         return torch.cat(list(h[-self.directions:]), dim=-1)
 
+    def forward_masked(self, x, lengths):
+        """Padded steps skipped (a packed sequence): each direction's final state is the one at the row's last
+        real step (the backward direction starts there), and returned sequences are zeros at padded steps. A row
+        without a real step reads its first (padding) step."""
+        if lengths is None:
+            return self(x), None
+        from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+        packed = pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, h = self.rnn(packed)
+        if self.return_sequences:
+            out, _ = pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])
+            return out, lengths
+        if isinstance(h, tuple):
+            h = h[0]
+        return torch.cat(list(h[-self.directions:]), dim=-1), None
+
 
 class Residual(nn.Module):
     """y = x + f(x)."""
@@ -197,3 +301,32 @@ class Residual(nn.Module):
 
     def forward(self, x):
         return x + self.body(x)
+
+    def forward_masked(self, x, lengths):
+        y, lengths = run_masked(self.body, x, lengths)
+        return x + y, lengths
+
+
+class Parallel(nn.Module):
+    """Branches on the same input, their outputs concatenated on the feature axis (channels of images, the last
+    axis otherwise): `parallel: [[...], [...]]`, e.g. the convolutions of several widths of a text CNN."""
+
+    def __init__(self, branches: list[nn.Module], dim: int):
+        super().__init__()
+        self.branches = nn.ModuleList(branches)
+        self.dim = dim
+
+    def forward(self, x):
+        return torch.cat([branch(x) for branch in self.branches], dim=self.dim)
+
+    def forward_masked(self, x, lengths):
+        outs = [run_masked(branch, x, lengths) for branch in self.branches]
+        kept = [n for _, n in outs]
+        if any(n is None for n in kept):
+            lengths = None
+        else:   # branches that keep the time axis agree on its size; a step is real where it is in every branch
+            lengths = torch.stack(kept).amin(dim=0)
+        return torch.cat([y for y, _ in outs], dim=self.dim), lengths
+
+    def extra_repr(self):
+        return f"dim={self.dim}"

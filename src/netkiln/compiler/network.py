@@ -5,6 +5,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .modules import run_masked
+
 
 @dataclass
 class Row:
@@ -26,7 +28,8 @@ class Network(nn.Module):
     """`layers[i]` is `model.layers[i]` of the config; with `head: auto` the head is the last item."""
 
     def __init__(self, layers: list[nn.Module], layer_names: list[str], rows: list[Row],
-                 input_shape: tuple, output_shape: tuple, name: str = "model", notes: list[str] = ()):
+                 input_shape: tuple, output_shape: tuple, name: str = "model", notes: list[str] = (),
+                 masked: bool = False):
         super().__init__()
         self.layers = nn.Sequential(*layers)
         self.layer_names = list(layer_names)
@@ -35,8 +38,11 @@ class Network(nn.Module):
         self.output_shape = tuple(output_shape)
         self.model_name = name
         self.notes = list(notes)    # decisions worth telling the user (an RNN reading images row by row)
+        self.masked = masked        # an embedding has mask_zero: layers are told which steps are padding
 
     def forward(self, x):
+        if self.masked:
+            return run_masked(self.layers, x, None)[0]
         return self.layers(x)
 
     def layer(self, ref: int | str) -> nn.Module:

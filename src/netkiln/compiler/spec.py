@@ -1,7 +1,8 @@
 """Parse one layer entry of the model spec into a normalised form and validate its arguments.
 
 Entry forms: `flatten`; `{dense: {units: 64}}`; `{dense: 64}` (scalar for the first argument);
-`{dense: null}`; `{residual: [...]}`; `{repeat: {times: N, layers: [...]}}`; `{_target_: ..., **kw}`.
+`{dense: null}`; `{residual: [...]}`; `{repeat: {times: N, layers: [...]}}`; `{parallel: [[...], [...]]}`;
+`{_target_: ..., **kw}`.
 """
 from __future__ import annotations
 
@@ -14,17 +15,17 @@ from netkiln.errors import did_you_mean
 from .errors import ModelSpecError
 from .layers import LAYER_ALIASES, REGISTRY, LayerDef
 
-COMPOSITES = ("residual", "repeat")
+COMPOSITES = ("residual", "repeat", "parallel")
 LAYER_NAMES = sorted([*REGISTRY, *LAYER_ALIASES, *COMPOSITES])
 
 
 @dataclass
 class Entry:
-    kind: str                 # "layer" | "residual" | "repeat" | "target"
+    kind: str                 # "layer" | "residual" | "repeat" | "parallel" | "target"
     name: str                 # layer name, composite name, or the _target_ path
     key: str                  # config path of the entry
     args: dict = field(default_factory=dict)      # validated args (layer) / kwargs (target)
-    children: list = field(default_factory=list)  # raw child entries (composites)
+    children: list = field(default_factory=list)  # raw child entries (composites; parallel: one list a branch)
     times: int = 1            # repeat count
     children_key: str = ""    # config path prefix of the children list
 
@@ -64,6 +65,8 @@ def _layer(name: Any, value: Any, key: str) -> Entry:
         return Entry("residual", lname, key, children=value, children_key=f"{key}.residual")
     if lname == "repeat":
         return _repeat(value, key)
+    if lname == "parallel":
+        return _parallel(value, key)
     if lname not in REGISTRY:
         hint = did_you_mean(lname, LAYER_NAMES) or f" Known layers: {', '.join(LAYER_NAMES)}"
         raise ModelSpecError(f"unknown layer '{name}'.{hint}", key=key)
@@ -89,6 +92,19 @@ def _repeat(value: Any, key: str) -> Entry:
     if not isinstance(layers, list) or not layers:
         raise ModelSpecError("must be a non-empty list of layers", key=f"{rkey}.layers", layer="repeat")
     return Entry("repeat", "repeat", key, children=layers, times=times, children_key=f"{rkey}.layers")
+
+
+def _parallel(value: Any, key: str) -> Entry:
+    pkey = f"{key}.parallel"
+    example = "`parallel: [[conv1d: ..., globalmaxpool1d], [conv1d: ..., globalmaxpool1d]]`"
+    if not isinstance(value, list) or not value:
+        raise ModelSpecError(f"parallel takes a non-empty list of branches, each a list of layers: {example}",
+                             key=pkey)
+    for i, branch in enumerate(value):
+        if not isinstance(branch, list) or not branch:
+            raise ModelSpecError(f"each branch of parallel is a non-empty list of layers, got {branch!r}: {example}",
+                                 key=f"{pkey}[{i}]", layer="parallel")
+    return Entry("parallel", "parallel", key, children=value, children_key=pkey)
 
 
 def bind_args(layer: LayerDef, value: Any, key: str) -> dict:
