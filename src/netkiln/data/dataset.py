@@ -8,7 +8,7 @@ import torch
 
 from netkiln.task import Task
 
-LAYOUTS = ("flat", "sequence", "image")
+LAYOUTS = ("flat", "sequence", "image", "tokens")
 
 
 @dataclass
@@ -16,7 +16,8 @@ class Dataset:
     """Train/val/test tensors on the CPU plus what the rest of netkiln needs to know about them.
 
     x tensors are float32 with shape ``(N, *input_shape)``: flat ``(F,)``, sequence ``(T, F)`` (batch first),
-    image ``(C, H, W)``. y is int64 ``(N,)`` for classification (multiclass and binary, values 0..K-1) and
+    image ``(C, H, W)``, tokens ``(T,)`` (integer token ids stored as float32, exact below 2**24: 0 = padding,
+    1 = out-of-vocabulary). y is int64 ``(N,)`` for classification (multiclass and binary, values 0..K-1) and
     float32 ``(N, k)`` for regression.
     """
 

@@ -96,6 +96,7 @@ class TableFile:
 def _record_lines(path: Path, delimiter: str, encoding: str) -> list[int]:
     """Start line of every data record, as pandas counts records (blank lines skipped, quoted newlines kept)."""
     starts: list[int] = []
+    csv.field_size_limit(2 ** 31 - 1)   # pandas reads a field of any size (a text of megabytes); so must this
     with open(path, newline="", encoding=encoding, errors="replace") as fh:
         reader = csv.reader(fh, delimiter=delimiter)
         prev_end = 0
