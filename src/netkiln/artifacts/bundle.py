@@ -222,9 +222,16 @@ def find_bundle(run: Any, key: str = "run") -> Path:
     metrics = p / "metrics.json"
     if metrics.is_file():
         try:
-            status = json.loads(metrics.read_text()).get("status")
-        except (OSError, ValueError):
-            status = None
+            record = json.loads(metrics.read_text())
+            status = record.get("status")
+        except (OSError, ValueError, AttributeError):
+            record, status = {}, None
+        cv = record.get("cv") if status == "ok" else None
+        if isinstance(cv, dict):
+            raise NetkilnError(f"this run is a {cv.get('folds')}-fold cross-validation without a refit, so it holds "
+                               "no model (each fold's figures are in its fold-K/ folder, the mean and spread in "
+                               "metrics.json); train with cv.refit=true for a model trained on train + val.",
+                               key=key, file=str(p))
         if status == "failed":
             raise NetkilnError("this trial failed (see error.txt there); it left no model.", key=key, file=str(p))
         if status == "interrupted":

@@ -74,6 +74,10 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
     else:
         idx = make_split(len(raw.y), val=split.val, test=split.test, seed=split.seed,
                          stratify_labels=raw.y if stratify else None)
+    if split.fold is not None:      # cross-validation: one fold of train + val validates, the test rows stay
+        from .folds import apply_fold
+        fold_labels = raw.y if split.stratify and raw.task.is_classification else None
+        idx = apply_fold(idx, split.fold, fold_labels, raw.task.class_names)
 
     preprocessing: dict[str, Any] = dict(raw.preprocessing)
     feature_names = raw.feature_names
@@ -106,6 +110,8 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
     else:
         info["split"] = {"val": split.val, "test": split.test, "stratify": stratify, "seed": split.seed,
                          "own_test_set": has_own_test}
+    if split.fold is not None:
+        info["split"]["fold"] = "refit" if split.fold.index is None else vars(split.fold)
     if has_own_test and "split_indices_note" not in info:
         info["split_indices_note"] = ("train/val index the source's training rows; test indexes the source's "
                                       "own test set")
@@ -119,7 +125,8 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
     def yt(a: np.ndarray) -> torch.Tensor:
         if raw.task.is_classification:
             return torch.from_numpy(np.ascontiguousarray(a, dtype=np.int64).reshape(-1))
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), -1))
+        targets = int(np.prod(raw.y.shape[1:]))         # not -1: an empty split (cv.refit's val) has 0 rows
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32).reshape(len(a), targets))
 
     dataset = Dataset(
         name=name,

@@ -7,7 +7,7 @@ from typing import Any, Iterable, Mapping
 
 from netkiln.errors import NetkilnError, did_you_mean
 
-SPLIT_KEYS = ("val", "test", "stratify", "seed")
+SPLIT_KEYS = ("val", "test", "stratify", "seed", "fold")
 COMMON_KEYS = ("name", "split", "standardize", "target_scale")
 
 
@@ -110,6 +110,7 @@ class SplitConfig:
     test: float | None      # None: the source's own test set is used
     stratify: bool
     seed: int
+    fold: Any = None        # netkiln.data.folds.Fold: cross-validation's fold of train + val (cv.folds)
 
 
 def parse_split(node: Any, *, seed: int, has_own_test: bool, default_val: float = 0.15,
@@ -140,4 +141,5 @@ def parse_split(node: Any, *, seed: int, has_own_test: bool, default_val: float 
     s = get_int(node, "seed", None, path)
     if s is None:
         s = int(seed)
-    return SplitConfig(val=val, test=test, stratify=stratify, seed=s)
+    from .folds import parse_fold
+    return SplitConfig(val=val, test=test, stratify=stratify, seed=s, fold=parse_fold(node.get("fold"), f"{path}.fold"))

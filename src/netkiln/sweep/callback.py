@@ -61,6 +61,9 @@ class LeaderboardCallback(Callback):
 
         try:
             last_leaderboard = write_leaderboard(config.hydra.sweep.dir)
+            from netkiln.sweep.refit import refit_best
+            if refit_best(last_leaderboard.best):       # cv.refit=true: best/ becomes the refitted model
+                last_leaderboard = write_leaderboard(config.hydra.sweep.dir)
         except NetkilnError as err:
             log.warning("no leaderboard: %s", err)
             return

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
+from netkiln.sweep.cv_columns import refit_note, spread_cells
 from netkiln.sweep.report import finite_number, format_cell, report_html
 from netkiln.training.selection import tie_breaker_for
 
@@ -144,6 +145,7 @@ def _row(trial: Trial, shown_overrides: list[str]) -> dict:
     for split in ("val", "test"):
         for name, value in (m.get(split) or {}).items():
             row[f"{split}/{name}"] = value
+            row.update(spread_cells(m, split, name))     # a cv trial's mean: the folds' spread beside it
     row.update({"params": (m.get("params") or {}).get("total"), "epochs": m.get("epochs"),
                 "seconds": m.get("seconds"), "error": m.get("error", "")})
     return row
@@ -257,5 +259,8 @@ def print_leaderboard(board: Leaderboard) -> None:
     if board.best is not None:
         console.print(f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
                       f"{monitor} = {board.best.value:.4f}; bundle at {board.sweep_dir / 'best'}", markup=False)
+        note = refit_note(board.best.metrics)
+        if note:
+            console.print(note, markup=False)
     else:
         console.print("no trial finished successfully.")

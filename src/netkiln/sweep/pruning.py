@@ -33,7 +33,10 @@ class OptunaPruning(pl.Callback):
         if value is None:
             return
         value = float(value)
-        self.trial.report(value, step=trainer.current_epoch)
+        # A cross-validation trial (cv.folds) reports every fold's epochs: fold k's epoch e at step
+        # k * max_epochs + e (training/cross_validation.py), so the pruner compares a fold's progress with the
+        # same fold's in other trials and can stop a trial in any fold.
+        self.trial.report(value, step=trainer.current_epoch + getattr(pl_module, "cv_step_offset", 0))
         if self.trial.should_prune():
             raise TrialPruned(trainer.current_epoch, value)
 

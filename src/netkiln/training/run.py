@@ -90,6 +90,10 @@ def train(cfg, run_dir: Path, *, extra_callbacks=()) -> dict:
     Four steps, each checked before the next starts: set up (settings, data, model), build the Lightning module and
     Trainer, fit, finish (best weights, evaluation, the run directory).
     """
+    from netkiln.training.cross_validation import cross_validate, cv_settings
+    cv = cv_settings(cfg)
+    if cv is not None:              # cv.folds=K: a run of runs, one per fold (training/cross_validation.py)
+        return cross_validate(cfg, run_dir, cv, extra_callbacks=extra_callbacks)
     run = set_up(cfg, run_dir)
     module, trainer = build_trainer(run, extra_callbacks)
     seconds = fit(run, module, trainer)
@@ -268,9 +272,13 @@ def fit(run: RunSetup, module, trainer) -> float:
     return time.perf_counter() - started
 
 
-def finish(run: RunSetup, module, trainer, seconds: float) -> dict:
+def finish(run: RunSetup, module, trainer, seconds: float, *, splits=("val", "test"), bundle: bool = True,
+           restore_best: bool = True) -> dict:
     """Restore the best weights, evaluate them on val and test, and (rank 0) write the bundle, then metrics.json:
-    the run's last file. Returns the metrics."""
+    the run's last file. Returns the metrics.
+
+    Cross-validation's runs: a fold evaluates only `splits=("val",)` (the test split is the refit's) and writes no
+    bundle; the refit keeps its last epoch's weights (`restore_best=False`: it has no validation rows)."""
     from netkiln.compiler import count_params
     from netkiln.training.evaluate import evaluate_split
     from netkiln.training.losses import resolved_loss_config
@@ -280,7 +288,7 @@ def finish(run: RunSetup, module, trainer, seconds: float) -> dict:
     task = dataset.task
     best_path = run.run_dir / "checkpoints" / "best.ckpt"
     best_epoch = None
-    if best_path.exists():
+    if best_path.exists() and restore_best:
         from netkiln.training.checkpoints import load_checkpoint_file
         best = load_checkpoint_file(best_path)
         module.load_state_dict(best["state_dict"])
@@ -292,7 +300,7 @@ def finish(run: RunSetup, module, trainer, seconds: float) -> dict:
     network.cpu()
     evaluations = {split: evaluate_split(network, task, run.loss_fn, getattr(dataset, f"x_{split}"),
                                          getattr(dataset, f"y_{split}"), target_scale=run.target_scale)
-                   for split in ("val", "test")}
+                   if split in splits else {} for split in ("val", "test")}
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     split, name = monitor.split("/", 1)
     monitored = evaluations.get(split, {}).get(name, float(best_score) if best_score is not None else None)
@@ -322,7 +330,8 @@ def finish(run: RunSetup, module, trainer, seconds: float) -> dict:
         return metrics
     from netkiln.artifacts.bundle import save_bundle
     # model/: what evaluate etc. load
-    save_bundle(run.run_dir, cfg, dataset, network, metrics, data_files=run.data_files, loss=loss_record)
+    if bundle:
+        save_bundle(run.run_dir, cfg, dataset, network, metrics, data_files=run.data_files, loss=loss_record)
     # Last: a run with metrics.json is finished (a kill before this leaves checkpoints, and resume=true ends it).
     write_json_atomic(run.run_dir / "metrics.json", metrics)
     log_run_end(run.loggers, cfg, metrics)      # the config as hyperparameters, with the final metrics

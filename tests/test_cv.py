@@ -1,0 +1,160 @@
+"""Cross-validation as the objective (issue #16): cv.folds, the folds' mean ± std, pruning per fold, cv.refit."""
+import csv
+import json
+import statistics
+
+import numpy as np
+import pytest
+
+from netkiln.cli import main
+from netkiln.data import load_dataset
+from conftest import tiny_run
+
+IRIS = {"name": "iris", "split": {"val": 0.15, "test": 0.15, "seed": 0}}
+
+
+def fold_of(k, of=5, seed=3, node=IRIS):
+    return load_dataset({**node, "split": {**node["split"], "fold": {"index": k, "of": of, "seed": seed}}})
+
+
+# ----------------------------------------------------------------------------------------------------- the folds
+def test_folds_partition_train_and_val_and_leave_the_test_rows_alone():
+    plain = load_dataset(IRIS)
+    pool = sorted(plain.split_indices["train"] + plain.split_indices["val"])
+    folds = [fold_of(k) for k in range(5)]
+    vals = [f.split_indices["val"] for f in folds]
+    assert sorted(sum(vals, [])) == pool                        # every train+val row validates exactly once
+    for fold, val in zip(folds, vals):
+        assert sorted(fold.split_indices["train"] + val) == pool
+        assert not set(fold.split_indices["train"]) & set(val)
+        assert sorted(fold.split_indices["test"]) == sorted(plain.split_indices["test"])    # same test rows
+        assert len(fold.x_test) == len(plain.x_test)
+    # Stratified: each fold holds each class's share of train + val, to within one row.
+    pool_counts = np.bincount(np.concatenate([plain.y_train.numpy(), plain.y_val.numpy()]))
+    for fold in folds:
+        counts = np.bincount(fold.y_val.numpy(), minlength=3)
+        assert np.all(np.abs(counts - pool_counts / 5) < 1)
+    assert [f.split_indices["val"] for f in [fold_of(k) for k in range(5)]] == vals       # seeded
+    assert fold_of(0, seed=4).split_indices["val"] != vals[0]
+
+
+def test_each_folds_standardisation_is_fitted_on_its_training_rows_only():
+    from sklearn.datasets import load_iris
+    raw = load_iris().data
+    means = []
+    for k in range(3):
+        fold = fold_of(k, of=3)
+        mean = np.asarray(fold.preprocessing["standardize"]["mean"])
+        assert np.allclose(mean, raw[fold.split_indices["train"]].mean(0), atol=1e-5)
+        assert not np.allclose(mean, raw[fold.split_indices["train"] + fold.split_indices["val"]].mean(0), atol=1e-5)
+        means.append(mean)
+    assert not np.allclose(means[0], means[1])
+
+
+def test_regression_uses_plain_k_fold_and_refit_pools_train_and_val():
+    node = {"name": "diabetes", "split": {"val": 0.15, "test": 0.15, "seed": 0}}
+    plain = load_dataset(node)
+    pool = sorted(plain.split_indices["train"] + plain.split_indices["val"])
+    vals = [fold_of(k, of=4, node=node).split_indices["val"] for k in range(4)]
+    assert sorted(sum(vals, [])) == pool and max(map(len, vals)) - min(map(len, vals)) <= 1
+    refit = load_dataset({**node, "split": {**node["split"], "fold": "refit"}})
+    assert sorted(refit.split_indices["train"]) == pool and len(refit.x_val) == 0
+    assert sorted(refit.split_indices["test"]) == sorted(plain.split_indices["test"])
+
+
+def test_too_many_folds_for_the_smallest_class_names_cv_folds():
+    from netkiln.errors import NetkilnError
+    with pytest.raises(NetkilnError) as err:
+        fold_of(0, of=50)
+    assert err.value.key == "cv.folds" and "setosa" in str(err.value)
+
+
+# ------------------------------------------------------------------------------------------------- bad values
+@pytest.mark.parametrize("override, key", [
+    ("cv.folds=1", "cv.folds"), ("cv.folds=-3", "cv.folds"), ("cv.folds=two", "cv.folds"),
+    ("cv.refit=maybe", "cv.refit"), ("+cv.foldz=3", "cv.foldz"), ("cv.folds=100", "cv.folds"),
+    ("cv.refit=true", "cv.refit"),                    # refit without folds
+])
+def test_bad_cv_values_exit_2_naming_the_key(tmp_path, capsys, override, key):
+    rc = main(["train", *tiny_run(), override, f"hydra.run.dir={tmp_path}/run"])
+    err = capsys.readouterr().err
+    assert rc == 2 and key in err and "Traceback" not in err, err
+
+
+# -------------------------------------------------------------------------------------------------- a cv run
+def test_a_cv_run_records_each_fold_and_their_mean_and_std(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *tiny_run(epochs=3), "cv.folds=3", f"hydra.run.dir={run}"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    folds = [json.loads((run / f"fold-{k}" / "metrics.json").read_text()) for k in range(3)]
+    for k in range(3):
+        assert (run / f"fold-{k}" / "history.csv").is_file() and (run / f"fold-{k}" / "checkpoints").is_dir()
+        assert folds[k]["test"] == {}                          # the test split is not touched per fold
+    for name, mean in metrics["val"].items():
+        values = [f["val"][name] for f in folds]
+        assert mean == pytest.approx(statistics.fmean(values))
+        assert metrics["cv"]["std"]["val"][name] == pytest.approx(statistics.stdev(values))
+        assert [f["val"][name] for f in metrics["cv"]["per_fold"]] == values
+    assert metrics["monitored"] == pytest.approx(statistics.fmean(f["monitored"] for f in folds))
+    assert metrics["test"] == {} and metrics["cv"]["folds"] == 3 and not (run / "model").exists()
+    capsys.readouterr()
+    assert main(["evaluate", f"run={run}"]) == 2          # no refit: no model, and evaluate says why
+    assert "cross-validation without a refit" in capsys.readouterr().err
+
+
+def test_refit_trains_for_the_folds_best_epoch_count_and_is_the_runs_model(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", *tiny_run(epochs=4), "cv.folds=2", "cv.refit=true", f"hydra.run.dir={run}"]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    best = [f["best_epoch"] for f in metrics["cv"]["per_fold"]]
+    epochs = int(np.floor(np.mean(best) + 1 + 0.5))
+    refit = metrics["cv"]["refit"]
+    assert refit["status"] == "ok" and refit["epochs"] == epochs
+    history = list(csv.DictReader(open(run / "refit" / "history.csv")))
+    assert len(history) == epochs
+    plain = load_dataset({"name": "synthetic", "n_samples": 120, "n_features": 8})
+    assert refit["rows"] == len(plain.x_train) + len(plain.x_val)
+    assert set(metrics["test"]) >= {"loss", "acc"} and metrics["test"] == refit["test"]
+    # The run's model/ is the refit's: evaluate rebuilds its data (train + val, the same test rows) and agrees.
+    assert main(["evaluate", f"run={run}", "plots=false"]) == 0
+    evaluation = json.loads((run / "evaluation" / "evaluation.json").read_text())
+    assert evaluation["metrics"]["acc"] == pytest.approx(metrics["test"]["acc"])
+    assert evaluation["split"] == "test" and evaluation["rows"] == len(plain.x_test)
+
+
+# ------------------------------------------------------------------------------------------------------ sweeps
+def _rows(sweep_dir):
+    return list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
+
+
+def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp_path):
+    out = tmp_path / "sweep"
+    rc = main(["train", "-m", *tiny_run(240, epochs=3, model=None), "model=mlp,perceptron", "cv.folds=2",
+               "cv.refit=true", f"hydra.sweep.dir={out}"])
+    assert rc == 0
+    rows = _rows(out)
+    assert [r["status"] for r in rows] == ["ok", "ok"]
+    for row in rows:
+        trial = json.loads((out / row["trial"] / "metrics.json").read_text())
+        assert float(row["val/acc"]) == pytest.approx(trial["val"]["acc"])
+        assert float(row["val/acc ±std"]) == pytest.approx(trial["cv"]["std"]["val"]["acc"])
+    best, other = rows
+    assert best["test/acc"] != "" and other["test/acc"] == ""            # only the best trial is refitted
+    assert (out / "best").resolve() == (out / best["trial"] / "model").resolve()
+    assert not (out / other["trial"] / "model").exists()
+    record = json.loads((out / best["trial"] / "metrics.json").read_text())["cv"]["refit"]
+    assert record["status"] == "ok" and (out / best["trial"] / "refit" / "history.csv").is_file()
+
+
+def test_an_optuna_pruner_sees_every_folds_epochs(tmp_path):
+    import optuna
+    out = tmp_path / "sweep"
+    rc = main(["train", "-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.pruner=median",
+               *tiny_run(epochs=2), "optimizer.lr=interval(0.001, 0.1)", "cv.folds=2", f"hydra.sweep.dir={out}"])
+    assert rc == 0
+    study = optuna.load_study(study_name="netkiln", storage=f"sqlite:///{out}/optuna.db")
+    for trial in study.trials:
+        # fold k's epoch e is step k * max_epochs + e: both folds' epochs reach the pruner
+        assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
+        metrics = json.loads((out / str(trial.number) / "metrics.json").read_text())
+        assert trial.value == pytest.approx(metrics["monitored"])            # Optuna and the leaderboard agree
