@@ -51,3 +51,34 @@ def check_fits(nbytes: float, what: str, *, key: str | None = None, file: str | 
     short = shortfall(nbytes)
     if short is not None:
         raise NetkilnError(f"{what} would need {short}{'; ' + advice if advice else ''}.", key=key, file=file)
+
+
+DEFAULT_BUDGET_SHARE = 0.5      # data.memory_budget: null -> this share of the memory available now
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "k": 10**3, "m": 10**6, "g": 10**9}
+
+
+def parse_budget(value, key: str = "data.memory_budget") -> int:
+    """A memory budget in bytes: '256MB', '2GB', '512MiB', a number of bytes, or a fraction (0, 1] of the memory
+    available now; None -> DEFAULT_BUDGET_SHARE of it."""
+    import re
+
+    if value is None or (isinstance(value, float) and 0 < value <= 1):
+        share = DEFAULT_BUDGET_SHARE if value is None else float(value)
+        available = available_bytes()
+        if available is None:
+            raise NetkilnError("this system does not say how much memory is available; give the budget in bytes, "
+                               "e.g. 2GB", key=key)
+        return int(available * share)
+    if isinstance(value, bool):
+        raise NetkilnError(f"expected a size such as 256MB or 2GB, or a fraction such as 0.5, got {value!r}", key=key)
+    if isinstance(value, (int, float)):
+        if value <= 0:
+            raise NetkilnError(f"must be more than 0, got {value!r}", key=key)
+        return int(value)
+    m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
+    unit = m.group(2).lower() if m else None
+    if m is None or unit not in _UNITS or float(m.group(1)) <= 0:
+        raise NetkilnError(f"expected a size such as 256MB, 2GB or 512MiB, or a fraction such as 0.5, got "
+                           f"{value!r}", key=key)
+    return int(float(m.group(1)) * _UNITS[unit])

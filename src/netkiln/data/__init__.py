@@ -81,19 +81,29 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
 
     preprocessing: dict[str, Any] = dict(raw.preprocessing)
     feature_names = raw.feature_names
-    if raw.prepare is not None:
+    parts = None
+    if raw.streamed is not None:
+        # Streamed (data/streaming.py): each split prepared into its own file, rows in file order.
+        idx = {k: np.sort(v) for k, v in idx.items()}
+        parts, x_own_test, fitted, feature_names = raw.streamed(idx)
+        preprocessing.update(fitted)
+        x_all = parts["train"]
+    elif raw.prepare is not None:
         x_all, x_own_test, fitted, feature_names = raw.prepare(idx["train"])
         preprocessing.update(fitted)
     else:
         x_all, x_own_test = raw.x, raw.x_test
 
-    x_tr, y_tr = x_all[idx["train"]], raw.y[idx["train"]]
-    x_va, y_va = x_all[idx["val"]], raw.y[idx["val"]]
+    def rows(split: str):
+        return parts[split] if parts is not None else x_all[idx[split]]
+
+    x_tr, y_tr = rows("train"), raw.y[idx["train"]]
+    x_va, y_va = rows("val"), raw.y[idx["val"]]
     if has_own_test:
         x_te, y_te = x_own_test, raw.y_test
         test_pos = np.arange(len(raw.y_test))
     else:
-        x_te, y_te = x_all[idx["test"]], raw.y[idx["test"]]
+        x_te, y_te = rows("test"), raw.y[idx["test"]]
         test_pos = idx["test"]
 
     if standardize and raw.prepare is None:
@@ -117,7 +127,8 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
                                       "own test set")
 
     def ids(pos: np.ndarray, row_ids: np.ndarray | None) -> list[int]:
-        return (row_ids[pos] if row_ids is not None else np.asarray(pos)).astype(np.int64).tolist()
+        found = (row_ids[pos] if row_ids is not None else np.asarray(pos)).astype(np.int64)
+        return found if parts is not None else found.tolist()     # streamed: an array (a list is 36 bytes a row)
 
     def xt(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
@@ -135,11 +146,11 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         feature_names=feature_names,
         split_indices={"train": ids(idx["train"], raw.row_ids), "val": ids(idx["val"], raw.row_ids),
                        "test": ids(test_pos, raw.test_row_ids if has_own_test else raw.row_ids)},
-        source_info=info, preprocessing=preprocessing,
+        source_info=info, preprocessing=preprocessing, streamed=parts,
     )
     nbytes = sum(t.element_size() * t.nelement() for t in (dataset.x_train, dataset.y_train, dataset.x_val,
                                                               dataset.y_val, dataset.x_test, dataset.y_test))
     info["tensor_bytes"] = int(nbytes)
-    log.info("data %s: %d rows, %s in memory as tensors", name, sum(dataset.split_sizes.values()),
-             human_bytes(nbytes))
+    log.info("data %s: %d rows, %s %s", name, sum(dataset.split_sizes.values()), human_bytes(nbytes),
+             "prepared on disk, memory-mapped" if parts is not None else "in memory as tensors")
     return dataset, raw

@@ -37,6 +37,9 @@ class Dataset:
     # Fitted preparation steps (statistics from the training rows only), saved with the model so that
     # predict can apply the same transform: {"standardize": {"feature_axis": int, "mean": [...], "std": [...]}}.
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    # Streamed tables (data/streaming.py): the x tensors map these read-only .npy memory maps ({"train", "val",
+    # "test"}); training reads them in windows (training/streaming_batches.py). None: x is in memory.
+    streamed: dict[str, Any] | None = None
 
     @property
     def split_sizes(self) -> dict[str, int]:

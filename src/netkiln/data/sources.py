@@ -47,6 +47,9 @@ class RawSource:
     table: dict[str, Any] | None = None
     # File sources: a separate test file/array makes the config's `split.test` moot instead of an error.
     ignores_split_test: bool = False
+    # Streamed tables (data/streaming.py): streamed({"train", "val", "test"} sorted positions) -> (x per split,
+    # memory-mapped from disk, x_test, preprocessing, feature_names), instead of prepare.
+    streamed: Callable[[dict], tuple] | None = None
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 
 TABLE_KEYS = ("path", "format", "delimiter", "na_values", "text_encoding", "target", "features", "drop", "filter",
               "task", "missing", "impute", "categorical", "numeric", "categorical_encoding", "encodings",
-              "max_categories", "scale", "split_column", "test_path", "unknown_categories")
+              "max_categories", "scale", "split_column", "test_path", "unknown_categories", "streaming",
+              "memory_budget", "chunk_rows")
 MISSING = ("mean", "median", "most_frequent", "drop", "none")
 SCALES = ("standard", "minmax", "none")
 ENCODINGS = ("onehot", "ordinal")
@@ -536,6 +537,12 @@ def load_table(node: dict, path: str) -> RawSource:
                            f"{path}.standardize", key=f"{path}.standardize")
     read = dict(format=node.get("format") or "auto", delimiter=node.get("delimiter"),
                 na_values=_names(node, "na_values", path), text_encoding=node.get("text_encoding") or "utf-8")
+    from . import streaming     # data.streaming: a table larger than data.memory_budget is read in chunks
+    source = streaming.TableChunks(node.get("path"), key=f"{path}.path",
+                                   chunk_rows=streaming.chunk_rows_of(node, path), **read)
+    stream, budget, why = streaming.choose(node, path, source)
+    if stream:
+        return streaming.load_table_streamed(node, path, source, budget, why)
     frame, tf = read_table_source(node.get("path"), key=f"{path}.path", **read)
     columns = [str(c) for c in frame.columns]
     plan = _plan(node, path, columns, tf)

@@ -170,6 +170,9 @@ def set_up(cfg, run_dir: Path) -> RunSetup:
                            "trainer.limit_val_batches is 0; set data.split.val > 0 or monitor=train/loss.",
                            key="monitor")
     log.info("%s", dataset.describe())
+    if dataset.streamed is not None:        # a streamed table: the budget must hold at least one batch
+        from netkiln.training.streaming_batches import check_batch_fits, row_bytes
+        check_batch_fits(dataset.source_info["streaming"]["budget_bytes"], batch_size, row_bytes(dataset))
 
     ckpt_path = _resume_checkpoint(run_dir) if cfg.resume else None
 
@@ -229,6 +232,10 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
         gradient_clip_val=run.clip, allow_targets=bool(cfg.get("allow_targets", False)),
         fused_validation=_validates_once_per_epoch(kwargs) and not hooked, compile_args=run.compile_args,
         target_scale=target_scale, per_step_hooks=bool(hooked))
+    if dataset.streamed is not None:
+        # A streamed table: batches read from its prepared files within data.memory_budget (the same fast loop).
+        from netkiln.training.streaming_batches import streamed_batches
+        module.train_batches, module.val_batches = streamed_batches(dataset, module.train_batches, module.val_batches)
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 

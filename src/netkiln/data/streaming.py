@@ -1,0 +1,392 @@
+"""Tables larger than memory: `data.streaming` (auto | true | false) and `data.memory_budget`.
+
+In memory (the fast path), a table is read whole, prepared into float32 arrays and split by copying rows. Streamed,
+the file is read in chunks (Parquet record batches, CSV chunks; `table_chunks.TableChunks`) three times, each pass
+holding one chunk:
+
+1. survey: the row filter and the row drops of `tabular._clean`, column kinds (tallied over all rows exactly as
+   `_detect_kind` decides on the whole column), and the target (and split) column(s), which are small: one value
+   a row. The split is then the in-memory path's split (same function, same rows, same seed).
+2. fit: the preparation statistics over the training rows only (`streaming_stats.StreamingFit`: the numbers of
+   `fit_columns`).
+3. prepare: each chunk prepared with `apply_columns` and appended to its split's float32 `.npy` file in a folder of
+   the cache directory (deleted when the process ends). The Dataset's x tensors map those files; training reads
+   them in windows (`training/streaming_batches.py`), so the process holds at most a window, not the table.
+
+Held in memory per row: the target, the row number and the split assignment (about 17 bytes a row for one
+target). `auto` streams when the in-memory path would need more than the budget.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from netkiln.errors import NetkilnError
+from netkiln.memory import human_bytes, parse_budget
+
+from . import cache
+from . import unknown_categories as unknown
+from .config import get_int
+from .sources import RawSource
+from .streaming_stats import StreamingFit
+from .table_chunks import CHUNK_ROWS, TableChunks
+from .tabular import (TablePlan, _detect_kind, _encode_target, _is_bool_like,
+                      _plan, _split_from_column, _to_numeric, apply_columns, check_finite)
+
+log = logging.getLogger("netkiln")
+
+STREAMING_KEYS = ("streaming", "memory_budget", "chunk_rows")
+MODES = ("auto", "true", "false")
+# The in-memory path holds the DataFrame, its cleaned copy and the float32 arrays with their split copies: about
+# three times the table's raw size (Parquet: uncompressed bytes; CSV: file size). Measured on numeric tables.
+IN_MEMORY_FACTOR = 3
+TABLE_FORMAT = 1            # the format number of a table's saved preparation, as the in-memory fit writes it
+
+
+def streaming_mode(node: dict, path: str) -> str:
+    value = node.get("streaming", "auto")
+    value = "auto" if value is None else value
+    value = {True: "true", False: "false"}.get(value, value) if isinstance(value, bool) else str(value).lower()
+    if value not in MODES:
+        raise NetkilnError(f"expected auto, true or false, got {node.get('streaming')!r}", key=f"{path}.streaming")
+    return value
+
+
+def choose(node: dict, path: str, source: TableChunks) -> tuple[bool, int, str]:
+    """(stream?, the budget in bytes, why) for `data.streaming` on this file; the choice is logged."""
+    mode = streaming_mode(node, path)
+    budget = parse_budget(node.get("memory_budget"), key=f"{path}.memory_budget")
+    need = IN_MEMORY_FACTOR * source.raw_bytes()
+    if mode == "true":
+        why = f"{path}.streaming=true"
+    elif mode == "false":
+        why = f"{path}.streaming=false"
+    elif need > budget:
+        why = (f"{path}.streaming=auto: in memory the table would take about {human_bytes(need)} "
+               f"({IN_MEMORY_FACTOR} x its {human_bytes(source.raw_bytes())} raw size), more than "
+               f"{path}.memory_budget={human_bytes(budget)}")
+    else:
+        why = (f"{path}.streaming=auto: in memory the table takes about {human_bytes(need)}, within "
+               f"{path}.memory_budget={human_bytes(budget)}")
+    stream = mode == "true" or (mode == "auto" and need > budget)
+    log.info("data: %s, %s", "streamed from disk" if stream else "in memory", why)
+    return stream, budget, why
+
+
+# ----------------------------------------------------------------------------------------------- pass 1: survey
+def clean_chunk(frame, plan: TablePlan, tf, counts: dict):
+    """`tabular._clean` on one chunk: the filter, rows without a target, rows missing a 'drop' feature; the rows
+    removed are added to `counts` (an empty chunk is fine here, an empty table is refused at the end)."""
+    if plan.row_filter is not None:
+        frame = frame[plan.row_filter.mask(frame, str(tf.path))]
+    counts["rows_after_filter"] += len(frame)
+    no_target = frame[plan.target].isna().any(axis=1)
+    frame = frame[~no_target.to_numpy()]
+    counts["rows_dropped_no_target"] += int(no_target.sum())
+    drop_cols = [c for c in plan.features if plan.strategy(c) == "drop"]
+    if drop_cols:
+        gone = frame[drop_cols].isna().any(axis=1)
+        frame = frame[~gone.to_numpy()]
+        counts["rows_dropped_missing"] += int(gone.sum())
+    return frame
+
+
+class _KindTally:
+    """`_detect_kind` on the whole column, from its chunks: the numeric share counted over every chunk, and the
+    first non-number and infinite value, refused (at their line, as in memory) if the column turns out numeric."""
+
+    def __init__(self):
+        self.all_bool = self.all_numeric_dtype = True
+        self.categorical_dtype = False
+        self.non_null = self.numeric = 0
+        self.bad = self.infinite = None         # [first row, its value, count]
+        self.text = self.numbers = False        # came as text / as numbers in some chunk
+
+    def seen(self, series) -> None:
+        import pandas as pd
+
+        self.text = self.text or is_text(series)
+        self.numbers = self.numbers or pd.api.types.is_numeric_dtype(series.dtype)
+
+    def _note(self, which: str, rows, values) -> None:
+        if len(rows):
+            seen = getattr(self, which)
+            if seen is None:
+                setattr(self, which, [int(rows[0]), values[0], len(rows)])
+            else:
+                seen[2] += len(rows)
+
+    def add(self, series, col, plan, tf, path) -> None:
+        import pandas as pd
+
+        self.seen(series)
+        if _is_bool_like(series) or pd.api.types.is_numeric_dtype(series.dtype):
+            n = int(series.notna().sum())
+            self.non_null += n
+            self.numeric += n
+            self.all_bool = self.all_bool and _is_bool_like(series)
+            if not _is_bool_like(series):
+                inf = np.isinf(series.to_numpy(dtype=np.float64, na_value=np.nan))
+                self._note("infinite", series.index[inf], series.to_numpy()[inf])
+            return
+        self.all_bool = self.all_numeric_dtype = False
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            self.categorical_dtype = True
+            return
+        if pd.api.types.is_datetime64_any_dtype(series.dtype) or pd.api.types.is_timedelta64_dtype(series.dtype):
+            _detect_kind(series, col, plan, tf, path)        # raises its message about dates
+        text = series.astype(object).where(series.notna(), None)
+        num = pd.to_numeric(text.map(lambda v: v.strip() if isinstance(v, str) else v), errors="coerce")
+        bad = (num.isna() & series.notna()).to_numpy()
+        self.non_null += int(series.notna().sum())
+        self.numeric += int(num.notna().sum())
+        self._note("bad", series.index[bad], series.to_numpy()[bad])
+        inf = np.isinf(num.to_numpy(dtype=np.float64, na_value=np.nan))
+        self._note("infinite", series.index[inf], series.to_numpy()[inf])
+
+    def kind(self, col: str, tf) -> str:
+        if self.all_bool or self.all_numeric_dtype:
+            kind = "numeric"
+        elif self.categorical_dtype:
+            kind = "categorical"
+        elif self.non_null == 0:
+            kind = "numeric"
+        else:
+            from .tabular import NUMERIC_SHARE
+            kind = "numeric" if self.numeric / self.non_null >= NUMERIC_SHARE else "categorical"
+        if kind == "numeric" and not self.all_bool:
+            import pandas as pd
+            for found in (self.bad, self.infinite):      # the in-memory check's message, at the same line
+                if found is not None:
+                    row, value, count = found
+                    _to_numeric(pd.Series([value] * count, index=[row] * count, dtype=object), col, tf, None)
+        return kind
+
+
+def is_text(series) -> bool:
+    import pandas as pd
+
+    return (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)) \
+        and not _is_bool_like(series)
+
+
+def _survey(source: TableChunks, plan: TablePlan, path: str, info: dict):
+    """Pass 1: the kept rows' numbers, target and split columns, and the kinds of the feature columns."""
+    import pandas as pd
+
+    tf = source.table_file
+    counts = {"rows_after_filter": 0, "rows_dropped_no_target": 0, "rows_dropped_missing": 0}
+    tallies = {c: _KindTally() for c in [*plan.features, *plan.target, *([plan.split_column] or [])]
+               if c is not None and c not in plan.forced_categorical}
+    ids, targets, splits, rows = [], [], [], 0
+    for chunk in source.chunks():
+        rows += len(chunk)
+        chunk = clean_chunk(chunk, plan, tf, counts)
+        ids.append(chunk.index.to_numpy(dtype=np.int64))
+        targets.append(chunk[plan.target])
+        if plan.split_column:
+            splits.append(chunk[[plan.split_column]])
+        for col, tally in tallies.items():
+            if col not in plan.features:
+                tally.seen(chunk[col])
+            elif col in plan.forced_numeric:
+                _to_numeric(chunk[col], col, tf, f"{path}.numeric", forced=True)
+            else:
+                tally.add(chunk[col], col, plan, tf, path)
+    info.update(rows_in_file=rows, **counts)
+    if plan.row_filter is not None and counts["rows_after_filter"] == 0:
+        raise plan.row_filter.error(f"it keeps none of the {rows} rows", str(tf.path))
+    kept = np.concatenate(ids)
+    if len(kept) == 0:
+        raise NetkilnError("no rows are left after dropping rows with missing values", key=f"{path}.missing",
+                           file=str(tf.path))
+    if counts["rows_dropped_no_target"]:
+        log.warning("%s: dropping %d row(s) with no target value", tf.path, counts["rows_dropped_no_target"])
+    for col in plan.features:
+        plan.kinds[col] = ("categorical" if col in plan.forced_categorical else
+                           "numeric" if col in plan.forced_numeric else tallies[col].kind(col, tf))
+    # Columns that came as text in some chunk: text in every chunk of the later passes, as in the whole file.
+    text_columns = [c for c, t in tallies.items() if t.text]
+    mixed = [c for c, t in tallies.items() if t.text and t.numbers]
+    target_frame = pd.concat(targets)
+    split_frame = pd.concat(splits) if splits else None
+    again = [c for c in [*plan.target, plan.split_column] if c in mixed]
+    if again:       # numbers in some chunks, text in others: read those columns again, as text throughout
+        targets, splits = [], []
+        for chunk in source.chunks(text_columns=text_columns):
+            chunk = clean_chunk(chunk, plan, tf, dict.fromkeys(counts, 0))
+            targets.append(chunk[plan.target])
+            if plan.split_column:
+                splits.append(chunk[[plan.split_column]])
+        target_frame = pd.concat(targets)
+        split_frame = pd.concat(splits) if splits else None
+    return kept, target_frame, split_frame, text_columns
+
+
+# ----------------------------------------------------------------------------------------------- the source
+def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int, why: str) -> RawSource:
+    tf = source.table_file
+    plan = _plan(node, path, source.columns, tf)
+    if node.get("test_path") is not None:
+        raise NetkilnError(f"a separate test file is not read when streaming yet; split the one file with "
+                           f"{path}.split (fractions) or {path}.split_column, or set {path}.streaming=false",
+                           key=f"{path}.test_path")
+    info: dict[str, Any] = {"source": "file", "file": str(tf.path), "format": tf.format}
+    kept, target_frame, split_frame, text_columns = _survey(source, plan, path, info)
+    y, task, target_info = _encode_target(target_frame, plan, tf, path)
+    del target_frame
+    fixed = _split_from_column(split_frame, plan.split_column, tf, path) if plan.split_column else None
+    info.update({
+        "rows": int(len(kept)),
+        "description": f"{tf.path.name}: {len(plan.features)} feature columns "
+                       f"({sum(k == 'categorical' for k in plan.kinds.values())} categorical), "
+                       f"target {', '.join(plan.target)}",
+        "columns": dict(plan.kinds), "target": plan.target,
+        "split_indices_note": "indices are 0-based data rows of the file (header excluded)",
+        "streaming": {"budget_bytes": budget, "reason": why, "chunk_rows": source.chunk_rows}})
+
+    def streamed(idx: dict[str, np.ndarray]):
+        specs = _fit(source, plan, path, idx, len(kept), text_columns)
+        feature_names = [o for s in specs for o in s["outputs"]]
+        parts = _prepare(source, plan, path, idx, len(kept), specs, len(feature_names), text_columns)
+        prep = {
+            "kind": "table", "format": TABLE_FORMAT, "layout": "flat", "input_shape": [len(feature_names)],
+            "columns": specs, "feature_names": feature_names, "target": target_info, "task": task.to_dict(),
+            "missing": plan.missing, "scale": plan.scale, "filter": plan.filter,
+            "unknown_categories": plan.unknown_categories,
+        }
+        return parts, None, prep, feature_names
+
+    return RawSource(x=None, y=y, task=task, layout="flat", info=info, fixed_split=fixed, row_ids=kept,
+                     streamed=streamed, ignores_split_test=True)
+
+
+def _split_of(idx: dict[str, np.ndarray], n: int) -> np.ndarray:
+    """0 train, 1 val, 2 test for each kept row."""
+    part = np.full(n, -1, dtype=np.int8)
+    for i, name in enumerate(("train", "val", "test")):
+        part[idx[name]] = i
+    return part
+
+
+def _kept_chunks(source: TableChunks, plan: TablePlan, n: int, text_columns):
+    """(position of the chunk's first kept row, the chunk's kept rows): the survey's rows, in the same order."""
+    counts = {"rows_after_filter": 0, "rows_dropped_no_target": 0, "rows_dropped_missing": 0}
+    pos = 0
+    for chunk in source.chunks(text_columns=text_columns):
+        chunk = clean_chunk(chunk, plan, source.table_file, counts)
+        yield pos, chunk
+        pos += len(chunk)
+    if pos != n:
+        raise NetkilnError("the file changed while it was being read (a different number of rows in the second "
+                           "pass); do not write to it during training", key=source.key, file=str(source.path))
+
+
+def _fit(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int, text_columns) -> list[dict]:
+    """Pass 2: the preparation fitted on the training rows."""
+    part = _split_of(idx, n)
+    fit = StreamingFit(plan, source.table_file, path)
+    for pos, chunk in _kept_chunks(source, plan, n, text_columns):
+        train = part[pos:pos + len(chunk)] == 0
+        if train.any():
+            fit.add(chunk[train])
+    return fit.specs()
+
+
+def _prepare(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int, specs: list[dict],
+             width: int, text_columns) -> dict[str, np.ndarray]:
+    """Pass 3: every kept row prepared and appended to its split's .npy file; the files mapped read-only."""
+    tf = source.table_file
+    part = _split_of(idx, n)
+    folder = prepared_folder()
+    names = ("train", "val", "test")
+    writers = {name: NpyWriter(folder / f"{name}.npy", len(idx[name]), width) for name in names}
+    found, offsets = [], []
+    try:
+        for pos, chunk in _kept_chunks(source, plan, n, text_columns):
+            if len(chunk) == 0:
+                continue
+            unseen: list = []
+            x = apply_columns(chunk, specs, tf, None, unseen)
+            check_finite(x, chunk, specs, tf, path)
+            if unseen and plan.unknown_categories == "error":
+                unknown.apply_policy(unseen, "error", total=n, where="", key=f"{path}.unknown_categories", tf=tf,
+                                     index=chunk.index)
+            found += unseen
+            offsets += [pos] * len(unseen)
+            which = part[pos:pos + len(chunk)]
+            for i, name in enumerate(names):
+                writers[name].write(x[which == i])
+        for w in writers.values():
+            w.close()
+    except BaseException:
+        for w in writers.values():
+            w.abandon()
+        raise
+    if found and plan.unknown_categories == "warn":
+        unknown.warn(found, unknown.row_count(found, offsets), n, f"{tf.path.name} (val/test rows)")
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in names}
+
+
+# ----------------------------------------------------------------------------------------------- the files
+class NpyWriter:
+    """A float32 (rows, width) .npy file written front to back (no memory map: dirty pages would count as the
+    process's memory)."""
+
+    def __init__(self, file: Path, rows: int, width: int):
+        self.file, self.rows, self.written = file, rows, 0
+        self.fh = open(file, "wb")
+        np.lib.format.write_array_header_1_0(self.fh, {"descr": "<f4", "fortran_order": False,
+                                                       "shape": (rows, width)})
+
+    def write(self, x: np.ndarray) -> None:
+        if len(x):
+            self.fh.write(np.ascontiguousarray(x, dtype="<f4").tobytes())
+            self.written += len(x)
+
+    def close(self) -> None:
+        self.fh.close()
+        if self.written != self.rows:
+            raise RuntimeError(f"{self.file}: wrote {self.written} rows, expected {self.rows}")
+
+    def abandon(self) -> None:
+        self.fh.close()
+        self.file.unlink(missing_ok=True)
+
+
+def prepared_folder() -> Path:
+    """A new folder for this process's prepared arrays, under the cache directory (not /tmp, which may be memory),
+    removed at exit; folders left by processes that no longer run (killed) are removed first."""
+    root = cache.cache_dir() / "streaming"
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.glob("pid*-*"):
+        try:
+            pid = int(old.name[3:].split("-", 1)[0])
+        except ValueError:
+            continue
+        if pid != os.getpid() and not _running(pid):
+            shutil.rmtree(old, ignore_errors=True)
+    folder = Path(tempfile.mkdtemp(prefix=f"pid{os.getpid()}-", dir=root))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def chunk_rows_of(node: dict, path: str) -> int:
+    return get_int(node, "chunk_rows", CHUNK_ROWS, path, minimum=1)
