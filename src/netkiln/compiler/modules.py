@@ -174,11 +174,14 @@ class GlobalPool(nn.Module):
         """Over the real steps only; a row without any real step pools to zeros."""
         if lengths is None:
             return self(x), None
-        real = step_mask(lengths, x.shape[1])
+        # Reduced as (B, F, T): a conv1d's output is stored that way, so the masked copy and the gradient flowing
+        # back to the conv keep its layout (reducing the (B, T, F) view made a textcnn step ~20% slower).
+        padded = ~step_mask(lengths, x.shape[1]).transpose(1, 2)
+        x = x.transpose(1, 2)
         if self.kind == "avg":
-            y = x.masked_fill(~real, 0.0).sum(dim=1) / lengths.clamp(min=1)[:, None].to(x.dtype)
+            y = x.masked_fill(padded, 0.0).sum(dim=2) / lengths.clamp(min=1)[:, None].to(x.dtype)
         else:
-            y = x.masked_fill(~real, float("-inf")).amax(dim=1).masked_fill((lengths == 0)[:, None], 0.0)
+            y = x.masked_fill(padded, float("-inf")).amax(dim=2).masked_fill((lengths == 0)[:, None], 0.0)
         return y, None
 
     def extra_repr(self):
