@@ -158,3 +158,20 @@ def test_an_optuna_pruner_sees_every_folds_epochs(tmp_path):
         assert sorted(trial.intermediate_values) == [0, 1, 2, 3]
         metrics = json.loads((out / str(trial.number) / "metrics.json").read_text())
         assert trial.value == pytest.approx(metrics["monitored"])            # Optuna and the leaderboard agree
+
+
+def test_a_stopped_cv_run_resumes_at_its_unfinished_fold(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train", *tiny_run(epochs=2), "cv.folds=3"]
+    assert main([*args, f"hydra.run.dir={run}"]) == 0
+    whole = json.loads((run / "metrics.json").read_text())
+    # As a stop in the last fold leaves it: folds 0-1 finished, fold 2 with checkpoints only, no run record.
+    (run / "metrics.json").unlink()
+    (run / "fold-2" / "metrics.json").unlink()
+    finished = (run / "fold-0" / "metrics.json").stat().st_mtime_ns
+    assert main([*args, f"hydra.run.dir={run}"]) == 2              # not trained over without resume=true
+    assert "resume=true" in capsys.readouterr().err
+    assert main(["train", "resume=true", f"hydra.run.dir={run}"]) == 0
+    resumed = json.loads((run / "metrics.json").read_text())
+    assert resumed["monitored"] == whole["monitored"] and resumed["val"] == whole["val"]
+    assert (run / "fold-0" / "metrics.json").stat().st_mtime_ns == finished        # a finished fold is kept

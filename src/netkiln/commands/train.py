@@ -100,9 +100,11 @@ def _record_failure(cfg, run_dir: Path, err: Exception) -> None:
 
 def _report(metrics: dict, run_dir: Path) -> None:
     test = ", ".join(f"{k}={v:.4f}" for k, v in metrics["test"].items())
-    val = ", ".join(f"{k}={v:.4f}" for k, v in metrics["val"].items())
+    spread = ((metrics.get("cv") or {}).get("std") or {}).get("val") or {}     # cv.folds: the folds' mean ± std
+    val = ", ".join(f"{k}={v:.4f}" + (f" ± {spread[k]:.4f}" if spread.get(k) is not None else "")
+                    for k, v in metrics["val"].items() if v is not None)
     log.info("done in %.1fs, %d epochs; val: %s; test: %s", metrics["seconds"], metrics["epochs"], val,
-             test or "(no test split)")
+             test or ("(untouched: cross-validation without cv.refit)" if "cv" in metrics else "(no test split)"))
     log.info("run directory: %s", run_dir)
 
 
