@@ -5,7 +5,7 @@ dataclasses cannot resolve string annotations.
 """
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 
@@ -19,8 +19,14 @@ class OptunaSweeperConf:
     n_jobs: int = 1
     # maximize | minimize | auto (from `mode` / `monitor` of the train config)
     direction: str = "auto"
-    # tpe | random | grid (grid: choice/range parameters only)
-    sampler: str = "tpe"
+    # Several objectives, "metric:direction", the first one primary: [val/acc:max, params:min] (metrics.json's names,
+    # params, latency_ms, seconds; netkiln.sweep.objectives). Empty: the monitored metric, in `direction`.
+    objectives: List[str] = field(default_factory=list)
+    # Constraints on `best` (the top of the primary objective among the Pareto front of the trials that meet them).
+    max_params: Optional[int] = None
+    max_latency_ms: Optional[float] = None
+    # auto (tpe; nsga2 for several objectives) | tpe | nsga2 | random | grid (grid: choice/range parameters only)
+    sampler: str = "auto"
     seed: Optional[int] = None
     # median | percentile | hyperband | threshold | none; pruner_args go to its constructor
     # (add one with +hydra.sweeper.pruner_args.lower=0.5). The median pruner's defaults: 3 trials

@@ -13,8 +13,11 @@ from pathlib import Path
 
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
+from netkiln.sweep.objectives import metric_value, sweep_objectives
+from netkiln.sweep.pareto import mark_rows, pick_best
 from netkiln.sweep.cv_columns import refit_note, spread_cells
 from netkiln.sweep.report import finite_number, format_cell, report_html
+from netkiln.sweep.storage_trials import with_storage_trials
 from netkiln.training.selection import tie_breaker_for
 
 # retried: a shared study's trial whose worker stopped; its parameters ran again as another trial.
@@ -112,18 +115,19 @@ def _number(value) -> float:
     return math.inf if number is None else number
 
 
-def rank(trials: list[Trial]) -> list[Trial]:
+def rank(trials: list[Trial], primary=None) -> list[Trial]:
     """Best first: finished trials by their monitored value, then pruned, failed and incomplete ones.
 
     Ties in the monitored value go to the lower validation loss, then to the cheaper trial (fewer parameters), as
-    early stopping and the best checkpoint break them (training/selection.py).
+    early stopping and the best checkpoint break them (training/selection.py). With several objectives the `primary`
+    one (sweep/objectives.py) takes the monitored value's place.
     """
     def key(trial: Trial):
-        value = trial.value
+        value = trial.value if primary is None else metric_value(trial.metrics, primary.metric)
         if value is None:
             return (_STATUS_ORDER.get(trial.status, 9), 1, 0.0, 0.0, 0.0)
         m = trial.metrics
-        signed = -value if m.get("mode", "max") == "max" else value
+        signed = -value if (primary.mode if primary else m.get("mode", "max")) == "max" else value
         tie_split, tie_name = (tie_breaker_for(str(m.get("monitor", ""))) or "/").split("/", 1)
         tie = _number(_field(m, tie_split, tie_name)) if tie_name else 0.0
         return (_STATUS_ORDER.get(trial.status, 9), 0, signed, tie, _number(_field(m, "params", "total")))
@@ -146,13 +150,13 @@ def _row(trial: Trial, shown_overrides: list[str]) -> dict:
         for name, value in (m.get(split) or {}).items():
             row[f"{split}/{name}"] = value
             row.update(spread_cells(m, split, name))     # a cv trial's mean: the folds' spread beside it
-    row.update({"params": (m.get("params") or {}).get("total"), "epochs": m.get("epochs"),
-                "seconds": m.get("seconds"), "error": m.get("error", "")})
+    row.update({"params": (m.get("params") or {}).get("total"), "latency_ms": m.get("latency_ms"),
+                "epochs": m.get("epochs"), "seconds": m.get("seconds"), "error": m.get("error", "")})
     return row
 
 
-def build_rows(trials: list[Trial]) -> list[dict]:
-    ranked = rank(trials)
+def build_rows(trials: list[Trial], primary=None) -> list[dict]:
+    ranked = rank(trials, primary)
     shown = dict(zip((t.name for t in trials), _varying_overrides(trials)))
     rows = [_row(t, shown[t.name]) for t in ranked]
     for i, row in enumerate(r for r in rows if r["status"] == "ok"):
@@ -201,6 +205,7 @@ class Leaderboard:
     sweep_dir: Path
     rows: list[dict]
     best: Trial | None
+    rule: str | None = None         # how best was picked, with several objectives (sweep/pareto.py)
 
     @property
     def failed(self) -> int:
@@ -212,23 +217,33 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
     if not sweep_dir.is_dir():
         raise NetkilnError("not a directory.", file=str(sweep_dir))
     trials = collect_trials(sweep_dir)
+    trials = with_storage_trials(sweep_dir, trials)       # a trial only the Optuna study knows, too
     if not trials:
         raise NetkilnError("no trials found: a sweep directory holds one sub-folder per trial with a "
                            ".hydra/overrides.yaml (made by `netkiln train -m ...`).", file=str(sweep_dir))
-    rows = build_rows(trials)
-    ranked = rank(trials)
+    objectives, constraints = sweep_objectives(sweep_dir)
+    primary = objectives[0] if objectives else None
+    rows = build_rows(trials, primary)
+    ranked = rank(trials, primary)
     best = ranked[0] if ranked and ranked[0].status == "ok" and ranked[0].value is not None else None
+    rule = None
+    if objectives:
+        best, rule = pick_best(ranked, objectives, constraints)
+        rows = mark_rows(rows, trials, objectives, constraints)
     write_text_atomic(sweep_dir / "leaderboard.csv", to_csv(rows))
-    write_text_atomic(sweep_dir / "leaderboard.md", to_markdown(rows, f"Leaderboard: {sweep_dir}"))
+    write_text_atomic(sweep_dir / "leaderboard.md", to_markdown(rows, f"Leaderboard: {sweep_dir}")
+                      + (f"\nRanked by {primary}; {rule}\n" if rule else ""))
     best_info = None
     if best is not None:
         best_info = {"trial": best.name, "path": str(best.path), "overrides": best.overrides,
                      "monitor": best.metrics.get("monitor"), "mode": best.metrics.get("mode"),
                      "value": best.value, "val": best.metrics.get("val"), "test": best.metrics.get("test")}
+        if rule:
+            best_info.update(objectives=[str(o) for o in objectives], rule=rule)
     write_json_atomic(sweep_dir / "best.json", best_info)
     write_text_atomic(sweep_dir / "report.html", report_html(sweep_dir, trials, rows, _columns(rows), best))
     _point_best(sweep_dir, best)
-    return Leaderboard(sweep_dir, rows, best)
+    return Leaderboard(sweep_dir, rows, best, rule)
 
 
 def print_leaderboard(board: Leaderboard) -> None:
@@ -239,6 +254,12 @@ def print_leaderboard(board: Leaderboard) -> None:
 
     test_columns = [c for c in _columns(board.rows) if c.startswith("test/") and c != "test/loss"][:2]
     columns = ["rank", "trial", "status", "overrides", "value", *test_columns, "params", "epochs", "seconds"]
+    spread = f"{board.best.metrics.get('monitor')} ±std" if board.best else None
+    if spread in _columns(board.rows):          # cross-validation trials: the folds' spread beside the mean
+        columns.insert(columns.index("value") + 1, spread)
+    if board.rule:                  # several objectives: the front, the constraints, and latency if it is one
+        marks = [c for c in ("pareto", "constraints") if board.rows and c in board.rows[0]]
+        columns[5:5] = marks + (["latency_ms"] if "latency_ms" in board.rule else [])
     with_errors = any(row["status"] in ("failed", "damaged") for row in board.rows)
     if with_errors:
         columns.append("error")
@@ -263,4 +284,6 @@ def print_leaderboard(board: Leaderboard) -> None:
         if note:
             console.print(note, markup=False)
     else:
-        console.print("no trial finished successfully.")
+        console.print(board.rule or "no trial finished successfully.", markup=False)
+    if board.best is not None and board.rule:
+        console.print(board.rule, markup=False)

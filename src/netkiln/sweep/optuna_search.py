@@ -16,6 +16,8 @@ from omegaconf import OmegaConf
 
 from netkiln.io.files import write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
+from netkiln.sweep.objectives import (objective_values, of_study, parse_constraints, prunable, remember,
+                                      sampler_name, sweep_objectives_setting)
 from netkiln.sweep.optuna_study import SAMPLERS, is_shared, make_pruner, make_storage, storage_url
 
 log = logging.getLogger("netkiln")
@@ -74,7 +76,7 @@ def _direction(setting: str, config) -> str:
 def _sampler(settings, space: dict, seed_offset: int = 0):
     import optuna
 
-    name, seed = settings.get("sampler", "tpe"), settings.get("seed")
+    name, seed = sampler_name(settings), settings.get("seed")
     if seed is not None:
         # A resumed study must not replay the samples it drew the first time.
         seed = int(seed) + seed_offset
@@ -82,6 +84,8 @@ def _sampler(settings, space: dict, seed_offset: int = 0):
         return optuna.samplers.TPESampler(seed=seed)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
+    if name == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if name == "grid":
         # The grid is enqueued by _enqueue_grid; this only draws parameters outside it (none).
         return optuna.samplers.RandomSampler(seed=seed)
@@ -115,7 +119,7 @@ def _enqueue_grid(study, space: dict) -> int:
     return len(points)
 
 
-def _open_study(settings, sweep_dir: Path, direction: str, sampler):
+def _open_study(settings, sweep_dir: Path, directions: list[str], sampler):
     import optuna
 
     from netkiln.sweep.leaderboard import trial_folders
@@ -133,11 +137,12 @@ def _open_study(settings, sweep_dir: Path, direction: str, sampler):
     folders = trial_folders(sweep_dir)
     known = len(optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)) if exists else 0
     _refuse_foreign_trials(folders, known, name, sweep_dir)
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction, sampler=sampler,
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions, sampler=sampler,
                                 pruner=make_pruner(settings), load_if_exists=True)
-    if study.direction.name.lower() != direction:
-        raise NetkilnError(f"the stored study maximizes/minimizes differently ({study.direction.name.lower()}) "
-                           f"from this sweep ({direction}).", key="hydra.sweeper.direction")
+    stored = [d.name.lower() for d in study.directions]
+    if stored != directions:
+        raise NetkilnError(f"the stored study maximizes/minimizes differently ({', '.join(stored)}) "
+                           f"from this sweep ({', '.join(directions)}).", key="hydra.sweeper.direction")
     return study
 
 
@@ -162,7 +167,7 @@ def _settle_unfinished(study, sweep_dir: Path) -> None:
 
     from netkiln.compat import optuna_trial
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-        recorded = recorded_outcome(sweep_dir / str(trial.number))
+        recorded = recorded_outcome(sweep_dir / str(trial.number), of_study(study))
         if recorded is not None:
             state, value = recorded
             study.tell(trial.number, value, state=None if value is not None else state, skip_if_finished=True)
@@ -173,8 +178,9 @@ def _settle_unfinished(study, sweep_dir: Path) -> None:
         log.warning("trial %d was interrupted; marked failed, not counted", trial.number)
 
 
-def recorded_outcome(trial_dir: Path):
-    """(state, value) from a trial's metrics.json, the record the leaderboard reads too; None without one."""
+def recorded_outcome(trial_dir: Path, objectives=()):
+    """(state, value) from a trial's metrics.json, the record the leaderboard reads too; None without one. With
+    `objectives` (sweep/objectives.py) the value is the list of their values."""
     from optuna.trial import TrialState
 
     try:
@@ -186,13 +192,16 @@ def recorded_outcome(trial_dir: Path):
     status = metrics.get("status", "ok") if isinstance(metrics, dict) else "failed"
     if status == "pruned":
         return TrialState.PRUNED, None
+    if objectives:
+        values = objective_values(metrics, objectives) if status == "ok" else None
+        return (TrialState.COMPLETE, values) if values is not None else (TrialState.FAIL, None)
     value = metrics.get("monitored") if status == "ok" else None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         return TrialState.FAIL, None
     return TrialState.COMPLETE, float(value)
 
 
-def _outcome(result):
+def _outcome(result, objectives=()):
     """(state, value) of one finished job, from its metrics.json (the trial's own record): a job that wrote
     its result and then died still counts with it, and one that died without a result is recorded as failed
     on disk before the study is told."""
@@ -200,7 +209,7 @@ def _outcome(result):
     from optuna.trial import TrialState
 
     trial_dir = Path(result.hydra_cfg.hydra.runtime.output_dir)
-    recorded = recorded_outcome(trial_dir)
+    recorded = recorded_outcome(trial_dir, objectives)
     if recorded is not None:
         return recorded
     why = f"{type(result.return_value).__name__}: {result.return_value}" \
@@ -220,8 +229,9 @@ def _launch(study, trials, fixed: list[str], launcher):
     batch = [fixed + [f"{key}={_format(value)}" for key, value in t.params.items()]
              + [f"hydra.sweep.subdir={t.number}"] for t in trials]
     results = launcher.launch(batch, initial_job_idx=trials[0].number)
+    objectives = of_study(study)
     for trial, result in zip(trials, results):
-        state, value = _outcome(result)
+        state, value = _outcome(result, objectives)
         study.tell(trial, value if value is not None else None, state=None if value is not None else state,
                    skip_if_finished=True)
     return results
@@ -297,8 +307,15 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
     if n_trials < 1 or n_jobs < 1:
         raise NetkilnError("n_trials and n_jobs must be positive.", key="hydra.sweeper.n_trials")
 
-    direction = _direction(settings.get("direction", "auto"), config)
-    study = _open_study(settings, sweep_dir, direction, _sampler(settings, space))
+    objectives = sweep_objectives_setting(settings, config)
+    directions = [o.direction for o in objectives] or [_direction(settings.get("direction", "auto"), config)]
+    parse_constraints(settings)
+    study = _open_study(settings, sweep_dir, directions, _sampler(settings, space))
+    remember(study, objectives)
+    if not prunable(objectives, config) and str(settings.get("pruner") or "none") != "none":
+        log.info("no pruning: Optuna prunes by one objective, the monitored metric, and this sweep has %s",
+                 ", ".join(map(str, objectives)))
+        fixed.append("hydra.sweeper.pruner=none")
     # After the checks: a refused sweep writes nothing. Atomic: the workers of a shared study all write it.
     write_text_atomic(sweep_dir / "multirun.yaml", OmegaConf.to_yaml(config))
     if not is_shared(settings):
@@ -311,7 +328,9 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
         returns = _run_alone(study, settings, space, fixed, launcher, sweep_dir, n_trials, n_jobs)
 
     completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
-    if completed:
+    if completed and len(directions) > 1:
+        log.info("Pareto front: trials %s", ", ".join(str(t.number) for t in study.best_trials))
+    elif completed:
         best = study.best_trial
         log.info("best trial %d: value %.6g with %s", best.number, best.value, best.params)
     return returns

@@ -7,7 +7,7 @@ from netkiln.errors import NetkilnError, did_you_mean
 
 PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner", "hyperband": "HyperbandPruner",
            "threshold": "ThresholdPruner", "none": "NopPruner"}
-SAMPLERS = ("tpe", "random", "grid")
+SAMPLERS = ("auto", "tpe", "nsga2", "random", "grid")
 _MEDIAN_DEFAULTS = {"n_startup_trials": 3, "n_warmup_steps": 2}
 
 

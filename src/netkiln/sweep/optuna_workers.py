@@ -103,14 +103,16 @@ def settle_stale(study, sweep_dir: Path, grace_period: float) -> None:
     from optuna.trial import TrialState
 
     from netkiln.io.files import write_json_atomic
+    from netkiln.sweep.objectives import of_study
     from netkiln.sweep.optuna_search import recorded_outcome
 
     now = time.time()
+    objectives = of_study(study)
     for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         if now - _last_beat(trial) < grace_period:
             continue
         trial_dir = sweep_dir / str(trial.number)
-        recorded = recorded_outcome(trial_dir)
+        recorded = recorded_outcome(trial_dir, objectives)
         if recorded is not None:        # it finished and wrote its result; its worker died before telling it
             state, value = recorded
             study.tell(trial.number, value, state=None if value is not None else state, skip_if_finished=True)

@@ -288,6 +288,7 @@ def finish(run: RunSetup, module, trainer, seconds: float, *, splits=("val", "te
     bundle; the refit keeps its last epoch's weights (`restore_best=False`: it has no validation rows)."""
     from netkiln.compiler import count_params
     from netkiln.training.evaluate import evaluate_split
+    from netkiln.training.latency import latency_batch, latency_ms_per_row
     from netkiln.training.losses import resolved_loss_config
     from netkiln.training.tracking import log_run_end
 
@@ -333,6 +334,9 @@ def finish(run: RunSetup, module, trainer, seconds: float, *, splits=("val", "te
     loss_record = resolved_loss_config(cfg.loss, task, dataset.y_train)
     if loss_record.get("class_weight"):
         metrics["class_weight"] = loss_record["class_weight"]
+    batch = latency_batch(dataset)
+    if batch is not None:           # a sweep objective or constraint (sweep/objectives.py); cheap, so always
+        metrics["latency_ms"] = round(latency_ms_per_row(network, batch), 6)
     if trainer.global_rank != 0:    # `ddp`: the other ranks re-ran this command; rank 0 writes the run directory
         return metrics
     from netkiln.artifacts.bundle import save_bundle

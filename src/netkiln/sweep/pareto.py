@@ -1,0 +1,79 @@
+"""The Pareto front of a sweep with several objectives, and the rule that picks its `best`.
+
+A trial dominates another when it is at least as good in every objective and better in one. The front is the
+finished trials (status ok, every objective known) that no other finished trial dominates; equal trials are both on
+it. `best` is the top of the primary objective (the first) among the front of the trials that meet the constraints
+(`max_params`, `max_latency_ms`): a front member that meets them is on that front too, and a trial that meets them
+but is dominated only by trials that do not is on it as well, so the constraints never hide a feasible better
+choice. Ties in the primary objective go to the trial that ranks first on the leaderboard (lower val/loss, then
+fewer parameters). When no trial meets the constraints there is no `best`.
+"""
+from __future__ import annotations
+
+from netkiln.sweep.objectives import Constraints, Objective, objective_values
+
+
+def _signed(values: list[float], objectives: list[Objective]) -> list[float]:
+    """Values turned so that lower is better in every objective."""
+    return [-v if o.mode == "max" else v for v, o in zip(values, objectives)]
+
+
+def dominates(a: list[float], b: list[float]) -> bool:
+    """a dominates b (both already signed so lower is better)."""
+    return all(x <= y for x, y in zip(a, b)) and any(x < y for x, y in zip(a, b))
+
+
+def front(points: dict[str, list[float]]) -> set[str]:
+    """The names whose (signed) points no other point dominates."""
+    return {name for name, p in points.items()
+            if not any(dominates(q, p) for other, q in points.items() if other != name)}
+
+
+def finished_points(trials, objectives: list[Objective]) -> dict[str, list[float]]:
+    """name -> signed objective values of the finished trials with every objective known."""
+    points = {}
+    for trial in trials:
+        values = objective_values(trial.metrics, objectives) if trial.status == "ok" else None
+        if values is not None:
+            points[trial.name] = _signed(values, objectives)
+    return points
+
+
+def pareto_front(trials, objectives: list[Objective]) -> set[str]:
+    return front(finished_points(trials, objectives))
+
+
+def pick_best(ranked, objectives: list[Objective], constraints: Constraints):
+    """(best trial or None, the sentence that says how it was picked). `ranked`: the leaderboard's order (best
+    first by the primary objective)."""
+    feasible = [t for t in ranked if not constraints.violations(t.metrics)] if constraints else list(ranked)
+    members = pareto_front(feasible, objectives)
+    names = ", ".join(str(o) for o in objectives)
+    rule = f"best: the top of {objectives[0]} among the Pareto front of {names}"
+    if constraints:
+        rule += f" of the trials that meet {constraints.describe()}"
+    best = next((t for t in ranked if t.name in members), None)
+    if best is None:
+        why = "no finished trial meets " + constraints.describe() if constraints and pareto_front(ranked, objectives) \
+            else "no trial finished with every objective"
+        return None, f"{rule}: none ({why})."
+    return best, f"{rule}: trial {best.name}."
+
+
+def mark_rows(rows: list[dict], trials, objectives: list[Objective], constraints: Constraints) -> list[dict]:
+    """The leaderboard rows with a `pareto` column (yes for the front members) after `value`, and where there are
+    constraints a `constraints` column (ok, or what the trial breaks)."""
+    members = pareto_front(trials, objectives)
+    by_name = {t.name: t for t in trials}
+    marked = []
+    for row in rows:
+        new = {}
+        for key, value in row.items():
+            new[key] = value
+            if key == "value":
+                new["pareto"] = "yes" if row["trial"] in members else ""
+                if constraints:
+                    broken = constraints.violations(by_name[row["trial"]].metrics)
+                    new["constraints"] = "; ".join(broken) if broken else "ok"
+        marked.append(new)
+    return marked
