@@ -127,7 +127,7 @@ def _rows(sweep_dir):
     return list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
 
 
-def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp_path):
+def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp_path, capsys):
     out = tmp_path / "sweep"
     rc = main(["train", "-m", *tiny_run(240, epochs=3, model=None), "model=mlp,perceptron", "cv.folds=2",
                "cv.refit=true", f"hydra.sweep.dir={out}"])
@@ -144,6 +144,8 @@ def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp
     assert not (out / other["trial"] / "model").exists()
     record = json.loads((out / best["trial"] / "metrics.json").read_text())["cv"]["refit"]
     assert record["status"] == "ok" and (out / best["trial"] / "refit" / "history.csv").is_file()
+    printed = capsys.readouterr().out
+    assert "val/acc ±std" in printed and "best/ is this trial's refit on train + val" in printed
 
 
 def test_an_optuna_pruner_sees_every_folds_epochs(tmp_path):
