@@ -133,7 +133,8 @@ def test_image_folder(tmp_path):
     ds = load_dataset({"name": "images", "path": str(root), "image_size": [8, 8], "color": "rgb"})
     assert ds.layout == "image" and ds.input_shape == (3, 8, 8)
     assert ds.task.kind == "binary" and ds.task.class_names == ("circle", "square")
-    assert 0.0 <= float(ds.x_train.min()) and float(ds.x_train.max()) <= 1.0
+    assert ds.x_train.dtype == torch.uint8                       # pixels, scaled per batch on the device
+    assert 0.0 <= float(ds.floats(ds.x_train).min()) and float(ds.floats(ds.x_train).max()) <= 1.0
     assert sum(ds.split_sizes.values()) == 24 and len(ds.source_info["files"]) == 24
     gray = load_dataset({"name": "images", "path": str(root), "image_size": 6, "color": "grayscale",
                          "standardize": True})
@@ -141,7 +142,7 @@ def test_image_folder(tmp_path):
     # predict: image files through the saved preparation give the training tensors
     files = [root / f for f in gray.source_info["files"]]
     x = prepare_features([files[i] for i in gray.split_indices["test"]], gray.preprocessing)
-    assert torch.allclose(x, gray.x_test, atol=1e-5)
+    assert torch.allclose(x, gray.floats(gray.x_test), atol=1e-5)
 
 
 def test_image_test_folder(tmp_path):

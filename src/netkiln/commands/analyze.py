@@ -28,6 +28,10 @@ def _task(cfg) -> None:
     report["config"] = {"data": to_container(cfg.data), "seed": seed_of(cfg)}
     print_report(report)
     plot_report(report, context, out_dir / "analysis.png")
+    if context["dataset"].augment:          # data.augment: a few training images as the network will see them
+        from netkiln.data.analyze import plot_augment_samples
+        plot_augment_samples(context["dataset"], seed_of(cfg), out_dir / "augment_samples.png")
+        print(f"wrote {out_dir / 'augment_samples.png'}: training images, original then augmented (data.augment)")
     write_json_atomic(out_dir / "analysis.json", report)
     print(f"wrote {out_dir / 'analysis.json'} and {out_dir / 'analysis.png'}")
 

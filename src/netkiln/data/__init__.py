@@ -16,7 +16,8 @@ from netkiln.errors import NetkilnError, did_you_mean
 from netkiln.memory import human_bytes
 
 from .config import COMMON_KEYS, check_keys, get_bool, get_choice, parse_split, to_plain
-from .dataset import LAYOUTS, Dataset
+from .augment import parse_augment
+from .dataset import LAYOUTS, Dataset, PixelsToFloat
 from .preprocess import apply_standardize, fit_standardize
 from .sources import SOURCES, RawSource, SourceSpec, register_source
 from .split import make_split
@@ -57,11 +58,17 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
     if spec is None:
         raise NetkilnError(f"unknown dataset '{name}'.{did_you_mean(name, SOURCES)} "
                            f"Known datasets: {', '.join(known_datasets())}.", key="data.name")
-    check_keys(node, COMMON_KEYS + spec.extra_keys, "data")
+    check_keys(node, COMMON_KEYS + ("augment",) + spec.extra_keys, "data")
     standardize = get_bool(node, "standardize", spec.standardize, "data")
     target_scale = get_choice(node, "target_scale", "standard", TARGET_SCALES, "data")
+    augment = parse_augment(node.get("augment"), "data.augment")
 
     raw = spec.load(node, "data")
+    if augment and raw.layout != "image":
+        raise NetkilnError(f"augmentation applies to images, but this dataset's rows are {raw.layout} "
+                           f"(shape {tuple(raw.x.shape[1:]) if raw.x is not None else '?'})", key="data.augment")
+    # Images read from files stay uint8 pixels until a batch is gathered (a quarter of float32's memory).
+    pixels = raw.layout == "image" and raw.x is not None and raw.x.dtype == np.uint8
     has_own_test = raw.y_test is not None
     split_node = node.get("split")
     if has_own_test and raw.ignores_split_test and isinstance(split_node, dict):
@@ -106,7 +113,10 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         x_te, y_te = rows("test"), raw.y[idx["test"]]
         test_pos = idx["test"]
 
-    if standardize and raw.prepare is None:
+    if standardize and raw.prepare is None and pixels:
+        # Fitted on the training pixels as float32 in [0, 1], as before; applied to each batch (PixelsToFloat).
+        preprocessing["standardize"] = fit_standardize(x_tr.astype(np.float32) / 255.0, raw.layout)
+    elif standardize and raw.prepare is None:
         stats = fit_standardize(x_tr, raw.layout)
         preprocessing["standardize"] = stats
         x_tr, x_va, x_te = (apply_standardize(a, stats) for a in (x_tr, x_va, x_te))
@@ -131,7 +141,7 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         return found if parts is not None else found.tolist()     # streamed: an array (a list is 36 bytes a row)
 
     def xt(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8 if pixels else np.float32))
 
     def yt(a: np.ndarray) -> torch.Tensor:
         if raw.task.is_classification:
@@ -146,7 +156,8 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         feature_names=feature_names,
         split_indices={"train": ids(idx["train"], raw.row_ids), "val": ids(idx["val"], raw.row_ids),
                        "test": ids(test_pos, raw.test_row_ids if has_own_test else raw.row_ids)},
-        source_info=info, preprocessing=preprocessing, streamed=parts,
+        source_info=info, preprocessing=preprocessing, streamed=parts, augment=augment,
+        pixels=PixelsToFloat(preprocessing.get("standardize")) if pixels else None,
     )
     nbytes = sum(t.element_size() * t.nelement() for t in (dataset.x_train, dataset.y_train, dataset.x_val,
                                                               dataset.y_val, dataset.x_test, dataset.y_test))

@@ -204,6 +204,8 @@ def _array_features(raw, ds) -> list[dict]:
     if raw.x_test is not None:
         x = np.concatenate([x, raw.x_test])
     x = np.asarray(x, dtype=np.float64)
+    if ds.pixels is not None:           # uint8 pixels: described as the network sees them, in [0, 1]
+        x /= 255.0
     if ds.layout == "flat":
         names = ds.feature_names or [f"x{i}" for i in range(x.shape[1])]
         cols = [(names[i], x[:, i]) for i in range(min(x.shape[1], MAX_FEATURE_STATS))]
@@ -379,14 +381,17 @@ def _plot_features(plt, report: dict, ds, raw):
 
 
 def _samples_per_class(ds, k: int) -> list[tuple[str, list[np.ndarray]]]:
-    x, y = ds.x_train.numpy(), ds.y_train.numpy().reshape(len(ds.y_train), -1)
+    x, y = ds.x_train, ds.y_train.numpy().reshape(len(ds.y_train), -1)
     task = ds.task
+
+    def rows(idx) -> list[np.ndarray]:              # as the network sees them (uint8 pixels scaled)
+        return list(ds.floats(x[np.asarray(idx, dtype=np.int64)]).numpy()) if len(idx) else []
+
     if not task.is_classification:
-        return [("samples", [x[i] for i in range(min(k, len(x)))])]
+        return [("samples", rows(range(min(k, len(x)))))]
     out = []
     for c, name in enumerate(task.class_names[:8]):
-        idx = np.flatnonzero(y[:, 0] == c)[:k]
-        out.append((name, [x[i] for i in idx]))
+        out.append((name, rows(np.flatnonzero(y[:, 0] == c)[:k])))
     return out
 
 
@@ -407,6 +412,40 @@ def _plot_images(plt, report: dict, ds):
             axes[r][c].set_title(str(name)[:16], fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def plot_augment_samples(ds, seed: int, path, count: int = 6, variants: int = 4) -> None:
+    """data.augment: a PNG grid, one training image a row, the original then `variants` augmented draws."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+
+    from netkiln.data.augment import training_inputs
+    from netkiln.io.files import write_atomic
+
+    inputs = training_inputs(ds, seed)
+    inputs.new_epoch(seed, 0)
+    x = ds.x_train[:count]
+    shown = [ds.floats(x)] + [inputs(x) for _ in range(variants)]
+    fig, axes = plt.subplots(len(x), variants + 1, figsize=(1.6 * (variants + 1), 1.6 * max(1, len(x))),
+                             squeeze=False)
+    for r in range(len(x)):
+        for c, batch in enumerate(shown):
+            a = np.transpose(batch[r].detach().to(torch.float32).numpy(), (1, 2, 0))
+            lo, hi = float(a.min()), float(a.max())
+            if lo < 0 or hi > 1:                                 # standardised: stretch for display
+                a = (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+            ax = axes[r][c]
+            ax.imshow(a[:, :, 0] if a.shape[2] == 1 else a[:, :, :3], cmap="gray" if a.shape[2] == 1 else None)
+            ax.axis("off")
+            if r == 0:
+                ax.set_title("original" if c == 0 else f"augmented {c}", fontsize=8)
+    fig.tight_layout()
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    finally:
+        plt.close(fig)
 
 
 def _plot_sequences(plt, report: dict, ds):

@@ -2,13 +2,42 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from netkiln.task import Task
 
 LAYOUTS = ("flat", "sequence", "image", "tokens")
+
+
+@dataclass
+class PixelsToFloat:
+    """uint8 pixels → the float32 inputs a network sees, applied to each gathered batch on its device: / 255 (as
+    images were scaled when they were held as float32), `augment` (training batches only), then the fitted
+    standardize statistics. The same float32 operations as numpy's, so results equal the float path's."""
+
+    standardize: dict | None = None
+    augment: Callable | None = None
+
+    def new_epoch(self, seed: int, epoch: int, rank: int = 0) -> None:
+        if self.augment is not None:
+            self.augment.new_epoch(seed, epoch, rank)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(torch.float32) / 255.0
+        if self.augment is not None:
+            x = self.augment(x)
+        stats = self.standardize
+        if stats is not None:
+            # As preprocess.apply_standardize: float64 statistics (float32 where the device has no float64).
+            wide = torch.float32 if x.device.type == "mps" else torch.float64
+            shape = [1] * x.ndim
+            shape[int(stats["feature_axis"]) + 1] = -1
+            mean = torch.tensor(stats["mean"], dtype=wide, device=x.device).view(shape)
+            std = torch.tensor(stats["std"], dtype=wide, device=x.device).view(shape)
+            x = ((x.to(wide) - mean) / std).to(torch.float32)
+        return x
 
 
 @dataclass
@@ -19,6 +48,9 @@ class Dataset:
     image ``(C, H, W)``, tokens ``(T,)`` (integer token ids stored as float32, exact below 2**24: 0 = padding,
     1 = out-of-vocabulary). y is int64 ``(N,)`` for classification (multiclass and binary, values 0..K-1) and
     float32 ``(N, k)`` for regression.
+
+    Images read from files are held as uint8 pixels instead (a quarter of the memory): `pixels` turns each
+    gathered batch into float32 on its device, and `floats(x)` does so for any rows read as numbers.
     """
 
     name: str
@@ -37,6 +69,12 @@ class Dataset:
     # Fitted preparation steps (statistics from the training rows only), saved with the model so that
     # predict can apply the same transform: {"standardize": {"feature_axis": int, "mean": [...], "std": [...]}}.
     preprocessing: dict[str, Any] = field(default_factory=dict)
+    pixels: PixelsToFloat | None = None       # set when the x tensors hold uint8 pixels
+    augment: list[dict[str, Any]] = field(default_factory=list)     # data.augment, parsed (netkiln.data.augment)
+
+    def floats(self, x: torch.Tensor) -> torch.Tensor:
+        """x (any rows of x_train/x_val/x_test) as the float32 inputs the network sees (never augmented)."""
+        return x if self.pixels is None else self.pixels(x)
     # Streamed tables (data/streaming.py): the x tensors map these read-only .npy memory maps ({"train", "val",
     # "test"}); training reads them in windows (training/streaming_batches.py). None: x is in memory.
     streamed: dict[str, Any] | None = None

@@ -1,6 +1,7 @@
 """`data=images`: a folder with one sub-folder of PNG/JPEG files per class, loaded with Pillow.
 
-Images are converted to grayscale or RGB, resized to `data.image_size` and scaled to [0, 1]: x is (N, C, H, W).
+Images are converted to grayscale or RGB and resized to `data.image_size`; x is (N, C, H, W) uint8 pixels, a
+quarter of the memory of float32: each batch is scaled to [0, 1] on the training device (dataset.PixelsToFloat).
 """
 from __future__ import annotations
 
@@ -53,8 +54,8 @@ def class_folders(root: Path, key: str) -> dict[str, list[Path]]:
     return out
 
 
-def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None) -> np.ndarray:
-    """One image → float32 (C, H, W) in [0, 1]; an unreadable file raises a NetkilnError naming it."""
+def decode_image(f: Any, size: tuple[int, int], color: str, key: str | None = None) -> np.ndarray:
+    """One image → uint8 (C, H, W) pixels; an unreadable file raises a NetkilnError naming it."""
     import warnings
 
     from PIL import Image, UnidentifiedImageError
@@ -69,7 +70,7 @@ def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None
         img = img.convert("L" if color == "grayscale" else "RGB")
         if img.size != (size[1], size[0]):
             img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-        a = np.asarray(img, dtype=np.float32) / 255.0
+        a = np.asarray(img, dtype=np.uint8)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise NetkilnError(f"cannot read this image: it declares more than {Image.MAX_IMAGE_PIXELS:,} pixels "
                            "(a decompression bomb, or a picture to shrink before training)", key=key,
@@ -78,6 +79,11 @@ def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None
         raise NetkilnError(f"cannot read this image ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})"
                            .replace(": )", ")"), key=key, file=str(f)) from None
     return a[None, :, :] if a.ndim == 2 else np.transpose(a, (2, 0, 1))
+
+
+def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None) -> np.ndarray:
+    """One image → float32 (C, H, W) in [0, 1] (for predictions; training data keeps the uint8 pixels)."""
+    return decode_image(f, size, color, key).astype(np.float32) / 255.0
 
 
 def _load_folder(root: Path, size, color, key, classes: list[str] | None = None):
@@ -93,18 +99,19 @@ def _load_folder(root: Path, size, color, key, classes: list[str] | None = None)
             raise NetkilnError(f"the test folder has the class '{unknown[0]}', which the training folder does not "
                                f"have (classes: {', '.join(classes)})", key=key, file=str(root / unknown[0]))
     count = sum(len(paths) for paths in folders.values())
-    # float32 pixels, held twice: the list of images and the array they are stacked into.
-    check_fits(count * (1 if color == "grayscale" else 3) * size[0] * size[1] * 4 * 2,
-               f"{count:,} images of {size[0]}x{size[1]} pixels", key=key.rsplit(".", 1)[0] + ".image_size",
-               advice="choose a smaller image_size")
-    xs, ys, files = [], [], []
+    channels = 1 if color == "grayscale" else 3
+    # uint8 pixels, decoded straight into one array (no list of images to stack).
+    check_fits(count * channels * size[0] * size[1], f"{count:,} images of {size[0]}x{size[1]} pixels",
+               key=key.rsplit(".", 1)[0] + ".image_size", advice="choose a smaller image_size")
+    x = np.empty((count, channels, size[0], size[1]), dtype=np.uint8)
+    ys, files = [], []
     for name, paths in folders.items():
         c = classes.index(name)
         for f in paths:
-            xs.append(load_image(f, size, color, key))
+            x[len(ys)] = decode_image(f, size, color, key)
             ys.append(c)
             files.append(str(f.relative_to(root)))
-    return np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), classes, files
+    return x, np.asarray(ys, dtype=np.int64), classes, files
 
 
 def load_images(node: dict, path: str) -> RawSource:

@@ -37,8 +37,10 @@ class TrainChunks:
     """Shuffled chunks of `batches_per_chunk` batches; the shuffle is seeded by (seed, epoch)."""
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, batches_per_chunk: int,
-                 seed: int, epoch: Callable[[], int] | None = None):
+                 seed: int, epoch: Callable[[], int] | None = None, inputs: Callable | None = None):
         self.x, self.y = x, y
+        # Applied to each gathered batch on its device: uint8 pixels → float32, augmentation (data.augment).
+        self.inputs = inputs
         self.batch_size, self.batches_per_chunk = batch_size, batches_per_chunk
         self.chunk_rows = batch_size * batches_per_chunk
         self.seed = seed
@@ -80,7 +82,10 @@ class TrainChunks:
         self.rank, self.world_size = rank, world_size
 
     def __iter__(self):
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch())
+        epoch = self.epoch()
+        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+        if hasattr(self.inputs, "new_epoch"):       # augmentation drawn afresh, and alike after a resume
+            self.inputs.new_epoch(self.seed, epoch, self.rank)
         order = torch.randperm(len(self.x), generator=gen)
         if self.world_size > 1:
             per_rank = len(order) // self.world_size
@@ -92,17 +97,20 @@ class TrainChunks:
     def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The rows `idx` of the training data, on the training device."""
         if self.stream_to is None:
-            return self.x[idx], self.y[idx]
-        return (self.x[idx].to(self.stream_to, non_blocking=True),
-                self.y[idx].to(self.stream_to, non_blocking=True))
+            x, y = self.x[idx], self.y[idx]
+        else:
+            x, y = (self.x[idx].to(self.stream_to, non_blocking=True),
+                    self.y[idx].to(self.stream_to, non_blocking=True))
+        return (x if self.inputs is None else self.inputs(x)), y
 
 
 class EvalBatches:
     """Fixed-order batches for validation and test; large, since no gradients are kept."""
 
-    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int):
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, inputs: Callable | None = None):
         self.x, self.y = x, y
         self.batch_size = batch_size
+        self.inputs = inputs            # uint8 pixels → float32 (Dataset.pixels); never augmentation
 
     def __len__(self) -> int:
         return math.ceil(len(self.x) / self.batch_size)
@@ -114,4 +122,5 @@ class EvalBatches:
 
     def __iter__(self):
         for start in range(0, len(self.x), self.batch_size):
-            yield self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            x = self.x[start:start + self.batch_size]
+            yield (x if self.inputs is None else self.inputs(x)), self.y[start:start + self.batch_size]

@@ -42,12 +42,12 @@ def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor,
     if split == "all":
         x = torch.cat([dataset.x_train, dataset.x_val, dataset.x_test])
         y = torch.cat([dataset.y_train, dataset.y_val, dataset.y_test])
-        return split, x, y
+        return split, dataset.floats(x), y
     x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
     if len(x) == 0:
         raise NetkilnError(f"the {split} split of this run's data is empty; choose split=val, test or train.",
                            key="split")
-    return split, x, y
+    return split, dataset.floats(x), y
 
 
 def run_data(bundle: Bundle, split: str):

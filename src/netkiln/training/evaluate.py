@@ -10,7 +10,7 @@ from netkiln.training.metrics import make_metrics, metric_inputs
 @torch.no_grad()
 def evaluate_split(network: torch.nn.Module, task: Task, loss_fn, x: torch.Tensor, y: torch.Tensor,
                    batch_size: int = 1024, device: torch.device | str = "cpu",
-                   target_scale=None) -> dict[str, float]:
+                   target_scale=None, inputs=None) -> dict[str, float]:
     """Loss and every task metric over (x, y); empty dict for an empty split.
 
     y is in the target's own units. With a `target_scale` (netkiln.data.target_scale.TargetScale) the loss is the
@@ -24,6 +24,8 @@ def evaluate_split(network: torch.nn.Module, task: Task, loss_fn, x: torch.Tenso
     loss_sum = torch.zeros((), device=device)
     for start in range(0, len(x), batch_size):
         xb = x[start:start + batch_size].to(device)
+        if inputs is not None:          # uint8 pixels → float32 (Dataset.pixels)
+            xb = inputs(xb)
         yb = y[start:start + batch_size].to(device)
         out = network(xb)
         if target_scale is not None:

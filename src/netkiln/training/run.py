@@ -158,7 +158,8 @@ def set_up(cfg, run_dir: Path) -> RunSetup:
     from_bundle = use_bundle_config(cfg)     # init_from=RUN: the bundle's model and data unless others are named
     data_files = pin_data_files(cfg.data)     # absolute paths and fingerprints of the files about to be read
     dataset, network = build_data_and_model(cfg, training=True)
-    set_threads(cfg.get("threads"), network, dataset.x_train, batch_size)    # `auto`: from the model's size
+    example = dataset.floats(dataset.x_train[:1])        # a row as the network sees it (uint8 pixels scaled)
+    set_threads(cfg.get("threads"), network, example, batch_size)    # `auto`: from the model's size
     record_picked_model(cfg, run_dir, changed=bool(from_bundle))       # model=auto: .hydra/config.yaml shows the layers used
     task = dataset.task
     loss_name, loss_fn = make_loss(cfg.loss, task, train_targets=dataset.y_train)
@@ -208,6 +209,7 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
     Trainer with netkiln's callbacks, the user's and `extra_callbacks`."""
     import pytorch_lightning as pl
 
+    from netkiln.data.augment import training_inputs
     from netkiln.training.batches import EvalBatches, TrainChunks
     from netkiln.training.callbacks import progress_bar_callbacks
     from netkiln.training.checkpoints import AtomicCheckpointIO
@@ -225,8 +227,10 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
     module = NetkilnModule(
         run.network, dataset.task, run.loss_fn, optimizer_cfg=cfg.optimizer, scheduler_cfg=cfg.get("scheduler"),
         train_batches=TrainChunks(dataset.x_train, dataset.y_train if target_scale is None
-                                  else target_scale.scale(dataset.y_train), run.batch_size, chunk, run.seed),
-        val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, run.batch_size)) if run.has_val else None,
+                                  else target_scale.scale(dataset.y_train), run.batch_size, chunk, run.seed,
+                                  inputs=training_inputs(dataset, run.seed)),
+        val_batches=EvalBatches(dataset.x_val, dataset.y_val, max(1024, run.batch_size),
+                                inputs=dataset.pixels) if run.has_val else None,
         batch_size=run.batch_size, max_epochs=int(kwargs.get("max_epochs") or 1000),
         max_steps=int(kwargs.get("max_steps") or -1), mode=run.mode, monitor=run.monitor,
         gradient_clip_val=run.clip, allow_targets=bool(cfg.get("allow_targets", False)),
@@ -307,7 +311,8 @@ def finish(run: RunSetup, module, trainer, seconds: float, *, splits=("val", "te
                  monitor, mode, f"the lower {tie_key}, then " if tie_key else "")
     network.cpu()
     evaluations = {split: evaluate_split(network, task, run.loss_fn, getattr(dataset, f"x_{split}"),
-                                         getattr(dataset, f"y_{split}"), target_scale=run.target_scale)
+                                         getattr(dataset, f"y_{split}"), target_scale=run.target_scale,
+                                         inputs=dataset.pixels)
                    if split in splits else {} for split in ("val", "test")}
     best_score = trainer.checkpoint_callback.best_model_score if trainer.checkpoint_callback else None
     split, name = monitor.split("/", 1)
