@@ -54,7 +54,8 @@ def test_the_default_run_gets_the_same_cnn_as_before():
     from netkiln.task import Task
 
     auto, cnn = composed(), composed("model=cnn")
-    assert OmegaConf.to_container(auto.model) == {"auto": True, "vars": {"width": None, "dropout": None}}
+    assert OmegaConf.to_container(auto.model) == {"auto": True, "vars": {"width": None, "dropout": None,
+                                                                     "embed_dim": None}}
     assert resolve_auto_model(auto, "sequence", (40, 1)) == "cnn"
     assert resolve_auto_model(cnn, "sequence", (40, 1)) is None           # an explicit model is never replaced
     resolved = OmegaConf.to_container(auto.model, resolve=True)
