@@ -36,7 +36,6 @@ def _trials(journal):
 
 
 @pytest.mark.slow
-@pytest.mark.skip(reason="known race (issue #16 note): a worker killed before Hydra wrote its trial's .hydra/ leaves a trial the leaderboard does not list; failed 1 of 3 fresh-clone CI runs")
 def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(tmp_path):
     from netkiln.cli import main
     from netkiln.sweep.optuna_workers import counted_trials
@@ -49,8 +48,9 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(tmp
     victim_id = f"{socket.gethostname()}:{victim.pid}"
     deadline, killed = time.time() + 120, None
     while killed is None and time.time() < deadline and victim.poll() is None:
-        running = [t for t in _trials(journal) if t.state.name == "RUNNING" and t.user_attrs.get("worker") == victim_id
-                   and (sweep_dir / str(t.number) / ".hydra").is_dir()]
+        # Killed as soon as its trial runs: often before Hydra has written the trial's .hydra/ (then only the study
+        # knows the trial, and the leaderboard lists it from there).
+        running = [t for t in _trials(journal) if t.state.name == "RUNNING" and t.user_attrs.get("worker") == victim_id]
         if running:
             os.kill(victim.pid, signal.SIGKILL)
             killed = running[0].number
@@ -76,7 +76,8 @@ def test_three_workers_share_one_study_and_a_killed_workers_trial_is_retried(tmp
     assert victim_id in {t.user_attrs.get("worker") for t in trials}
     assert len(workers - {victim_id}) == 2                      # both surviving workers ran trials
 
-    # One leaderboard from the shared folder: every trial that ran, once; the killed one as retried.
+    # One leaderboard from the shared folder: every trial that ran, once; the killed one as retried (listed from the
+    # study when the worker died before Hydra wrote the trial's .hydra/).
     assert main(["leaderboard", str(sweep_dir)]) == 0
     rows = list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
     ran = sorted(str(t.number) for t in trials if not t.user_attrs.get("skipped"))
