@@ -71,8 +71,14 @@ class SavedModel:
 
         if isinstance(data, dict):
             data = pd.DataFrame(data)
+        if isinstance(data, pd.Series) and data.dtype == object:
+            data = data.tolist()
+        if isinstance(data, (str, Path)):
+            data = [data]
         if isinstance(data, pd.DataFrame):
             source = InputFile(Path("<DataFrame>"), "csv", key="data")
+        elif isinstance(data, (list, tuple)) and (not data or isinstance(data[0], (str, Path))):
+            source = InputFile(Path("<list>"), "lines", key="data")      # texts, or image paths
         else:
             data = _as_array(data)
             source = InputFile(Path("<array>"), "npy", key="data")
@@ -134,7 +140,7 @@ class SavedModel:
         if data is None:
             _, _, x, y = evaluation.run_data(bundle, split)
         elif isinstance(data, pd.DataFrame):
-            if bundle.preparation.get("kind") != "table":
+            if not bundle.preparer.labelled_tables:
                 raise NetkilnError("this model was not trained on a table: pass (x, y), the rows and their true "
                                    "labels or values", key="data")
             x, y = evaluation.table_xy(bundle, data, key="data", file="<DataFrame>",

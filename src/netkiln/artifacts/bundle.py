@@ -62,6 +62,13 @@ class Bundle:
         return self.preprocessing.get("preparation") or {}
 
     @property
+    def preparer(self):
+        """The preparation's kind object (netkiln.data.preparations): what predict, evaluate and export ask."""
+        from netkiln.data.preparations import preparation_for
+        return preparation_for(self.preparation, input_shape=self.input_shape, layout=self.layout,
+                               feature_names=self.feature_names)
+
+    @property
     def data_config(self) -> dict:
         return self.config.get("data") or {}
 

@@ -6,77 +6,27 @@ Only what loading, evaluate, predict and export read is checked; everything else
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 from netkiln.config_values import is_int
 from netkiln.data.dataset import LAYOUTS
+from netkiln.data.json_checks import BadEntry as _Bad
+from netkiln.data.json_checks import choice as _choice
+from netkiln.data.json_checks import integer as _int
+from netkiln.data.json_checks import mapping as _mapping
+from netkiln.data.json_checks import numbers as _numbers
+from netkiln.data.json_checks import shape as _shape
+from netkiln.data.json_checks import strings as _strings
+from netkiln.data.preparations import PREPARATIONS
 from netkiln.data.preprocess import FEATURE_AXIS
 from netkiln.errors import NetkilnError
 from netkiln.task import TASK_KINDS
-
-SCALES = ("none", "standard", "minmax")
-UNKNOWN_CATEGORIES = ("warn", "error", "ignore")
-
-
-class _Bad(Exception):
-    """An entry of the file that does not hold what netkiln wrote there."""
-
-    def __init__(self, where: str, expected: str, value: Any):
-        import json
-
-        shown = json.dumps(value, default=str)          # as the file spells it: true, "8", [1, 2]
-        super().__init__(f"{where}: expected {expected}, got {shown[:80]}{'...' if len(shown) > 80 else ''}")
 
 
 def _refuse(bad: _Bad, file: Path, key: str) -> NetkilnError:
     return NetkilnError(f"{bad}; the bundle is damaged or was edited by hand. Use an intact copy of the run (or "
                         "train it again).", key=key, file=str(file))
-
-
-# ------------------------------------------------------------------------------------------------ value checks
-def _int(v: Any, where: str, minimum: int = 0) -> int:
-    if not is_int(v) or v < minimum:
-        raise _Bad(where, f"an integer of at least {minimum}", v)
-    return v
-
-
-def _number(v: Any, where: str, *, positive: bool = False) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or (positive and v <= 0):
-        raise _Bad(where, "a positive finite number" if positive else "a finite number", v)
-    return float(v)
-
-
-def _numbers(v: Any, where: str, length: int, what: str, *, positive: bool = False) -> None:
-    if not isinstance(v, list) or len(v) != length:
-        raise _Bad(where, f"a list of {length} numbers ({what})", v)
-    for i, item in enumerate(v):
-        _number(item, f"{where}[{i}]", positive=positive)
-
-
-def _shape(v: Any, where: str) -> tuple:
-    if not isinstance(v, list) or not 1 <= len(v) <= 3 or not all(is_int(d) and d >= 1 for d in v):
-        raise _Bad(where, "a list of 1 to 3 positive integers", v)
-    return tuple(v)
-
-
-def _strings(v: Any, where: str, length: int | None = None) -> list:
-    if not isinstance(v, list) or not all(isinstance(s, str) for s in v) or (length is not None and len(v) != length):
-        raise _Bad(where, "a list of " + (f"{length} " if length is not None else "") + "strings", v)
-    return v
-
-
-def _choice(v: Any, where: str, choices: tuple) -> str:
-    if v not in choices:
-        raise _Bad(where, " or ".join(repr(c) for c in choices), v)
-    return v
-
-
-def _mapping(v: Any, where: str) -> dict:
-    if not isinstance(v, dict):
-        raise _Bad(where, "a mapping", v)
-    return v
 
 
 # ------------------------------------------------------------------------------------------------ files
@@ -141,38 +91,28 @@ def check_preprocessing(prep: dict, config: dict, file: Path, key: str) -> None:
             _strings(prep["class_names"], "class_names")
         if prep.get("task") is not None:
             check_task(prep["task"])
-        _preparation(_mapping(prep.get("preparation") or {}, "preparation"), layout, shape, config.get("task") or {})
+        _preparation(_mapping(prep.get("preparation") or {}, "preparation"), layout, shape, config)
     except _Bad as bad:
         raise _refuse(bad, file, key) from None
 
 
-def _preparation(p: dict, layout: str, shape: tuple, task: dict) -> None:
+def _preparation(p: dict, layout: str, shape: tuple, config: dict) -> None:
+    """What every kind's saved steps share (input shape, standardisation, target), then the kind's own checks."""
+    task = config.get("task") or {}
     kind = p.get("kind")
     if kind is not None:
-        _choice(kind, "preparation.kind", ("table", "images", "arrays"))
+        _choice(kind, "preparation.kind", tuple(k for k in PREPARATIONS if k is not None))
     if p.get("input_shape") is not None and list(p["input_shape"]) != list(shape):
         raise _Bad("preparation.input_shape", f"the input shape {list(shape)}", p["input_shape"])
     if "standardize" in p:
         s = _mapping(p["standardize"], "preparation.standardize")
         axis = s.get("feature_axis")
-        if axis != FEATURE_AXIS[layout] or not is_int(axis):
-            raise _Bad("preparation.standardize.feature_axis", f"{FEATURE_AXIS[layout]} for {layout} input", axis)
+        if axis != FEATURE_AXIS.get(layout) or not is_int(axis):
+            raise _Bad("preparation.standardize.feature_axis", f"{FEATURE_AXIS.get(layout)} for {layout} input", axis)
         n = shape[axis]
         _numbers(s.get("mean"), "preparation.standardize.mean", n, "one per feature")
         _numbers(s.get("std"), "preparation.standardize.std", n, "one positive number per feature", positive=True)
-    if kind == "table":
-        _table(p, shape)
-        if p.get("unknown_categories") is not None:
-            _choice(p["unknown_categories"], "preparation.unknown_categories", UNKNOWN_CATEGORIES)
-    elif kind == "images":
-        size = p.get("image_size")
-        if not isinstance(size, list) or list(shape[1:]) != size:
-            raise _Bad("preparation.image_size", f"the input's height and width {list(shape[1:])}", size)
-        channels = {"grayscale": 1, "rgb": 3}[_choice(p.get("color"), "preparation.color", ("grayscale", "rgb"))]
-        if shape[0] != channels:
-            raise _Bad("preparation.color", f"{shape[0]} channel(s) as in the input shape", p.get("color"))
-    elif kind == "arrays" and p.get("raw_shape") is not None:
-        _shape(p["raw_shape"], "preparation.raw_shape")
+    PREPARATIONS[kind].check_json(p, layout, shape, config)
     if p.get("target_scale") is not None:
         _target_scale(_mapping(p["target_scale"], "preparation.target_scale"), task)
     target = p.get("target")
@@ -184,33 +124,6 @@ def _preparation(p: dict, layout: str, shape: tuple, task: dict) -> None:
             raise _Bad("preparation.target.class_values", f"a list of {classes} class values", values)
         if target.get("columns") is not None:
             _strings(target["columns"], "preparation.target.columns")
-
-
-def _table(p: dict, shape: tuple) -> None:
-    columns = p.get("columns")
-    if not isinstance(columns, list) or not columns:
-        raise _Bad("preparation.columns", "a list of column preparations", columns)
-    outputs = 0
-    for i, spec in enumerate(columns):
-        where = f"preparation.columns[{i}]"
-        spec = _mapping(spec, where)
-        if not isinstance(spec.get("name"), str):
-            raise _Bad(f"{where}.name", "a column name", spec.get("name"))
-        kind = _choice(spec.get("kind"), f"{where}.kind", ("numeric", "categorical"))
-        outputs += len(_strings(spec.get("outputs"), f"{where}.outputs"))
-        impute = _mapping(spec.get("impute") or {}, f"{where}.impute")
-        if kind == "numeric" and "value" in impute:
-            _number(impute["value"], f"{where}.impute.value")
-        if kind == "categorical":
-            categories = _strings(spec.get("categories"), f"{where}.categories")
-            encoding = _choice(spec.get("encoding"), f"{where}.encoding", ("onehot", "ordinal"))
-            if encoding == "onehot" and len(spec["outputs"]) != len(categories):
-                raise _Bad(f"{where}.outputs", f"one output per category ({len(categories)})", spec["outputs"])
-        if kind == "numeric" or spec.get("encoding") == "ordinal":
-            _scale(_mapping(spec.get("scale"), f"{where}.scale"), f"{where}.scale")
-    if outputs != shape[0]:
-        raise _Bad("preparation.columns", f"{shape[0]} outputs in all (the input shape), not {outputs}",
-                   [c.get("name") for c in columns][:5])
 
 
 def _target_scale(s: dict, task: dict) -> None:
@@ -226,16 +139,6 @@ def _target_scale(s: dict, task: dict) -> None:
     else:
         _numbers(s.get("min"), f"{where}.min", n, "one per target")
         _numbers(s.get("max"), f"{where}.max", n, "one per target")
-
-
-def _scale(s: dict, where: str) -> None:
-    method = _choice(s.get("method"), f"{where}.method", SCALES)
-    if method == "standard":
-        _number(s.get("mean"), f"{where}.mean")
-        _number(s.get("std"), f"{where}.std", positive=True)
-    elif method == "minmax":
-        _number(s.get("min"), f"{where}.min")
-        _number(s.get("max"), f"{where}.max")
 
 
 # ------------------------------------------------------------------------------------------------ weights

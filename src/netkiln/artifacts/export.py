@@ -64,33 +64,9 @@ class ExportModule(nn.Module):
         return y
 
 
-def _standardize_step(bundle: Bundle, embed: bool) -> dict | None:
-    prep = bundle.preparation
-    if not embed:
-        return None
-    if prep.get("kind") == "table" or set(prep) - {"standardize", "kind", "format", "layout", "input_shape",
-                                                   "raw_shape", "transform", "target_scale"}:
-        raise NetkilnError("only a standardisation can be embedded in the exported graph; this model's preparation "
-                           "has other steps (see the sidecar JSON), so export with embed_preparation=false",
-                           key="embed_preparation")
-    if prep.get("raw_shape") and list(prep["raw_shape"]) != list(bundle.input_shape):
-        raise NetkilnError("the model's input was reshaped from the raw arrays; embedding the preparation would hide "
-                           "that, so export with embed_preparation=false", key="embed_preparation")
-    return prep.get("standardize")
-
-
 def example_inputs(bundle: Bundle, n: int, seed: int = 0, raw: bool = False) -> torch.Tensor:
-    """Deterministic inputs shaped like the model's: N(0, 1) in prepared space, mapped back to raw if asked."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn((n, *bundle.input_shape), generator=g)
-    stats = bundle.preparation.get("standardize")
-    if raw and stats is not None:
-        axis = int(stats["feature_axis"])
-        shape = [1] * (len(bundle.input_shape) + 1)
-        shape[axis + 1] = -1
-        x = x * torch.tensor(stats["std"], dtype=torch.float32).reshape(shape) \
-            + torch.tensor(stats["mean"], dtype=torch.float32).reshape(shape)
-    return x
+    """Deterministic inputs shaped like the model's (see the preparation's `example_inputs`)."""
+    return bundle.preparer.example_inputs(n, seed, raw)
 
 
 def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path, opset: int) -> None:
@@ -184,10 +160,7 @@ def _sidecar(bundle: Bundle, fmt: str, path: Path, module: ExportModule, opset: 
                   "layout": bundle.layout, "feature_names": bundle.feature_names,
                   "prepared": not module.standardize},
         "preparation": bundle.preparation,
-        "preparation_note": ("the graph applies the saved standardisation itself: feed raw values"
-                             if module.standardize else
-                             "feed prepared values: apply `preparation` first (netkiln predict does this), e.g. "
-                             "standardize: (x - mean) / std along feature_axis"),
+        "preparation_note": bundle.preparer.export_note(module.standardize),
         "output": {"name": "output", "shape": ["batch", *_output_shape(bundle)], "meaning": output,
                    "task": task.to_dict(),
                    "labels": [str(v) for v in class_labels(bundle)] if task.is_classification else None},
@@ -214,7 +187,9 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", output: Any = None, *, opse
         path = path.with_suffix(path.suffix + FORMATS[fmt]) if path.suffix else path.with_suffix(FORMATS[fmt])
     from netkiln.artifacts.bundle import refuse_output_in_bundle
     refuse_output_in_bundle(path, bundle, "output")
-    module = ExportModule(bundle.network, bundle.task.kind, _standardize_step(bundle, embed_preparation),
+    preparer = bundle.preparer
+    module = ExportModule(bundle.network, bundle.task.kind,
+                          preparer.embeddable_standardize() if embed_preparation else None,
                           probabilities, bundle.input_shape, bundle.preparation.get("target_scale"))
     module.eval()
     example = example_inputs(bundle, 2, raw=module.standardize)

@@ -35,6 +35,11 @@ class InputFile:
     def is_table(self) -> bool:
         return self.format in ("csv", "tsv", "parquet")
 
+    @property
+    def holds(self) -> str:
+        """What its chunks hold, as a preparation's `file_refusal` asks: "table", "arrays" or "lines"."""
+        return "table" if self.is_table else "lines" if self.format == "lines" else "arrays"
+
     def rows(self) -> int | None:
         """The number of data rows, when cheap to know (for the progress bar)."""
         if self.format == "parquet":

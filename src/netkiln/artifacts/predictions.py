@@ -15,7 +15,7 @@ import torch
 
 from netkiln.artifacts.bundle import Bundle
 from netkiln.artifacts.inputs import Chunk, InputFile
-from netkiln.errors import NetkilnError, did_you_mean
+from netkiln.errors import NetkilnError
 
 log = logging.getLogger("netkiln")
 
@@ -23,74 +23,27 @@ OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "p
 
 
 # ------------------------------------------------------------------------------------------------ preparation
-def _prepare_features():
-    """The data package's `prepare_features` (re-applies any saved preparation), when this netkiln has it."""
-    try:
-        from netkiln.data import prepare_features
-    except ImportError:  # pragma: no cover - older data package: standardisation only
-        return None
-    return prepare_features
-
-
 def _relocate(err: NetkilnError, file: InputFile, start: int) -> NetkilnError:
     """The data package's error about a chunk, re-pointed at the input file and the chunk's rows."""
     message = err.message.replace("or allow extra columns", "or pass allow_extra=true to ignore extra columns")
-    if start:
+    if start and "data row" not in message:
         message += f" (in the chunk starting at data row {start})"
     return NetkilnError(message, key=file.key, file=str(file.path), line=err.line, column=err.column)
-
-
-def _table_to_array(frame, bundle: Bundle, allow_extra: bool, file: InputFile) -> np.ndarray:
-    """A table for a model trained on arrays (built-in flat data): pick the saved feature columns in order."""
-    names = bundle.feature_names
-    if bundle.layout != "flat" or not names:
-        raise NetkilnError(f"this model takes {bundle.layout} input of shape {tuple(bundle.input_shape)}, which a "
-                           "table cannot hold; give an .npz or .npy file with rows of that shape", key=file.key,
-                           file=str(file.path))
-    have = [str(c) for c in frame.columns]
-    have_set, name_set = set(have), set(names)          # sets: linear in the number of columns
-    missing = [n for n in names if n not in have_set]
-    if missing:
-        extra = [c for c in have if c not in name_set]
-        hint = "".join(did_you_mean(m, extra) for m in missing[:1])
-        raise NetkilnError(f"the input lacks the column{'s' if len(missing) > 1 else ''} "
-                           f"{', '.join(repr(m) for m in missing[:10])}{' ...' if len(missing) > 10 else ''} that "
-                           f"the model was trained on.{hint} Expected columns: {', '.join(names)}.",
-                           key=file.key, file=str(file.path), column=missing[0])
-    extra = [c for c in have if c not in name_set]
-    if extra and not allow_extra:
-        raise NetkilnError(f"the input has column{'s' if len(extra) > 1 else ''} the model was not trained on: "
-                           f"{', '.join(repr(e) for e in extra[:10])}; "
-                           f"remove {'them' if len(extra) > 1 else 'it'}, "
-                           "or pass allow_extra=true to ignore extra columns",
-                           key=file.key, file=str(file.path), column=extra[0])
-    sub = frame[names]
-    for col in names:
-        if not np.issubdtype(sub[col].dtype, np.number):
-            values = sub[col]
-            import pandas as pd
-            bad = values[pd.to_numeric(values, errors="coerce").isna() & values.notna()]
-            row = int(bad.index[0]) if len(bad) else None
-            raise NetkilnError(f"expected numbers, found {bad.iloc[0]!r}" + (f" in data row {row}" if row is not None
-                                                                               else ""),
-                               key=file.key, file=str(file.path), column=col)
-    x = sub.to_numpy(dtype=np.float32)
-    return x
-
-
-def _check_finite(x: np.ndarray, file: InputFile, start: int) -> None:
-    finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
-    if not finite.all():
-        row = int(np.argmin(finite)) + start
-        raise NetkilnError(f"data row {row} has a missing, NaN or infinite value; the model needs every input "
-                           "value", key=file.key, file=str(file.path))
 
 
 def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra: bool = False,
                   unseen: list | None = None) -> torch.Tensor:
     """One chunk of raw input → the float32 tensor the network takes, via the saved preparation; a table's
     categories that the training rows did not have are appended to `unseen` (the caller applies the policy)."""
-    x = _prepare(bundle, chunk, file, allow_extra, unseen)
+    preparer = bundle.preparer
+    refusal = preparer.file_refusal(file.holds)
+    if refusal:
+        raise NetkilnError(refusal, key=file.key, file=str(file.path))
+    try:
+        prepared = preparer.apply(chunk.data, allow_extra=allow_extra, unseen=unseen, first_row=chunk.start)
+    except NetkilnError as err:
+        raise _relocate(err, file, chunk.start) from None
+    x = torch.from_numpy(np.ascontiguousarray(prepared, dtype=np.float32))
     # Finite raw values can still overflow float32 once scaled (1e38 / a small std): such a row would come out
     # as class 0 with NaN probabilities.
     finite = torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
@@ -100,48 +53,6 @@ def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra:
                            "the training data's range overflows once scaled); check that row's values",
                            key=file.key, file=str(file.path))
     return x
-
-
-def _prepare(bundle: Bundle, chunk: Chunk, file: InputFile, allow_extra: bool, unseen: list | None) -> torch.Tensor:
-    prep = bundle.preparation
-    kind = prep.get("kind")
-    prepare = _prepare_features()
-    data = chunk.data
-    if file.is_table and kind == "table":
-        if prepare is None:  # pragma: no cover
-            raise NetkilnError("this netkiln cannot prepare tables for this model", key=file.key)
-        try:
-            return prepare(data, prep, allow_extra=allow_extra, unseen=unseen)
-        except NetkilnError as err:
-            raise _relocate(err, file, chunk.start) from None
-    if kind == "table":
-        raise NetkilnError("this model was trained on a table; give the rows as a .csv or .parquet file with the "
-                           f"columns {', '.join(bundle.feature_names or [])}", key=file.key, file=str(file.path))
-    if file.is_table:
-        data = _table_to_array(data, bundle, allow_extra, file)
-    x = np.asarray(data)
-    if x.dtype != np.float32:
-        x = x.astype(np.float32)
-    raw_shape = prep.get("raw_shape")
-    accepted = [tuple(bundle.input_shape)] + ([tuple(raw_shape)] if raw_shape else [])
-    if x.ndim < 1 or tuple(x.shape[1:]) not in accepted:
-        shown = " or ".join(str(s) for s in dict.fromkeys(accepted))
-        raise NetkilnError(f"expected rows of shape {shown} (N rows first), got an array of shape {x.shape}",
-                           key=file.key, file=str(file.path))
-    if kind in ("arrays", "images") and prepare is not None:
-        try:
-            return prepare(x, prep)
-        except NetkilnError as err:
-            raise _relocate(err, file, chunk.start) from None
-    _check_finite(x, file, chunk.start)
-    unknown = sorted(set(prep) - {"standardize", "kind", "format", "target_scale"})
-    if unknown:
-        raise NetkilnError(f"the bundle's preparation has steps this netkiln cannot apply ({', '.join(unknown)})",
-                           key="run", file=str(bundle.path / "preprocessing.json"))
-    if "standardize" in prep:
-        from netkiln.data.preprocess import apply_standardize
-        x = apply_standardize(x, prep["standardize"])
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
 
 
 # ------------------------------------------------------------------------------------------------ outputs
@@ -209,10 +120,7 @@ def output_frame(bundle: Bundle, outputs: torch.Tensor, index=None):
 
 def raw_feature_columns(bundle: Bundle) -> set:
     """The input columns the model reads (before one-hot encoding etc.)."""
-    prep = bundle.preparation
-    if prep.get("kind") == "table":
-        return {str(spec["name"]) for spec in prep.get("columns", [])}
-    return set(bundle.feature_names or [])
+    return set(bundle.preparer.input_columns())
 
 
 def predict_arrays(bundle: Bundle, x, batch_size: int = 4096):
@@ -292,7 +200,7 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
     from netkiln.io.files import write_atomic
     from netkiln.data import unknown_categories as unknown
 
-    table_model = bundle.preparation.get("kind") == "table"
+    table_model = bundle.preparer.has_categories
     policy = unknown.policy_of(bundle.preparation, unknown_categories, key="unknown_categories")
     if flag_unknown and not table_model:
         raise NetkilnError("flag_unknown marks categories a table's training rows did not have; this model was not "

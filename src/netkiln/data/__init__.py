@@ -24,6 +24,7 @@ from .split import make_split
 from .target_scale import TARGET_SCALES, fit_target_scale
 from .tables import read_table
 from . import arrays as _arrays, images as _images, tabular as _tabular  # noqa: F401 - register csv, npz, images
+from . import table_preparation as _table_preparation  # noqa: F401 - registers the table kind
 from . import text as _text  # noqa: F401 - registers text
 from .prepare import prepare_features
 

@@ -138,25 +138,5 @@ def load_images(node: dict, path: str) -> RawSource:
                      preprocessing=prep, ignores_split_test=True)
 
 
-def prepare_images(data: Any, prep: dict) -> np.ndarray:
-    """Image paths or PIL images (or an (N, C, H, W) array already in [0, 1]) → prepared float32 array."""
-    from .preprocess import apply_standardize
-
-    size, color = tuple(prep["image_size"]), prep["color"]
-    if isinstance(data, (str, Path)):
-        data = [data]
-    if isinstance(data, (list, tuple)):
-        x = (np.stack([load_image(Path(f) if isinstance(f, str) else f, size, color) for f in data])
-             if data else np.zeros((0, *prep["input_shape"]), dtype=np.float32))
-    else:
-        x = np.asarray(data, dtype=np.float32)
-        if list(x.shape[1:]) != list(prep["input_shape"]):
-            raise NetkilnError(f"expected images of shape (N, {', '.join(map(str, prep['input_shape']))}), got "
-                               f"{tuple(x.shape)}")
-    if "standardize" in prep:
-        x = apply_standardize(x, prep["standardize"])
-    return x.astype(np.float32)
-
-
 register_source(SourceSpec("images", load_images, extra_keys=IMAGE_KEYS, standardize=False,
                            description="your own images: one sub-folder per class (data.path)"))

@@ -37,7 +37,6 @@ MAX_CLASS_VALUES = 20           # integer targets with at most this many distinc
 NUMERIC_SHARE = 0.8             # a text column whose values are at least this share numbers is numeric
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                "dev": "val", "test": "test", "testing": "test"}
-PREPROCESSING_FORMAT = 1
 
 
 # ----------------------------------------------------------------------------------------------- config
@@ -579,8 +578,10 @@ def load_table(node: dict, path: str) -> RawSource:
         info["test_file"] = str(test_tf.path)
 
     def prepare(train_idx: np.ndarray):
-        train = frame.iloc[train_idx]
-        specs = fit_columns(train, plan, tf, path)
+        from .table_preparation import TablePreparation
+
+        fitted = TablePreparation.fit(frame.iloc[train_idx], plan, target_info, task, tf, path)
+        specs = fitted.columns
         unseen: list = []          # categories of val/test rows that the training rows lack
         x = apply_columns(frame, specs, tf, None, unseen)
         unknown.apply_policy(unseen, plan.unknown_categories, total=len(frame), where=f"{tf.path.name} (val/test "
@@ -593,14 +594,7 @@ def load_table(node: dict, path: str) -> RawSource:
             unknown.apply_policy(unseen, plan.unknown_categories, total=len(test_frame), where=test_tf.path.name,
                                  key=f"{path}.unknown_categories", tf=test_tf, index=test_frame.index)
             check_finite(x_test, test_frame, specs, test_tf, path)
-        feature_names = [o for s in specs for o in s["outputs"]]
-        prep = {
-            "kind": "table", "format": PREPROCESSING_FORMAT, "layout": "flat", "input_shape": [len(feature_names)],
-            "columns": specs, "feature_names": feature_names, "target": target_info, "task": task.to_dict(),
-            "missing": plan.missing, "scale": plan.scale, "filter": plan.filter,
-            "unknown_categories": plan.unknown_categories,
-        }
-        return x, x_test, prep, feature_names
+        return x, x_test, fitted.to_json(), fitted.feature_names
 
     return RawSource(x=None, y=y, task=task, layout="flat", y_test=y_test, info=info, prepare=prepare,
                      fixed_split=fixed, row_ids=frame.index.to_numpy(dtype=np.int64),

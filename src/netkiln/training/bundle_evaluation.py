@@ -83,13 +83,10 @@ def other_data(bundle: Bundle, data_cfg, split: str):
     from netkiln.data.config import to_plain
 
     node = to_plain(data_cfg)
-    prep = bundle.preparation
-    if prep.get("kind") == "table":
+    preparer = bundle.preparer
+    if preparer.labelled_tables:
         return _other_table(bundle, node, split)
-    node["standardize"] = False              # the bundle's statistics are applied below, not refitted
-    if prep.get("kind") == "images" and node.get("name") == "images":
-        # Loaded at the model's size and colour (the loader resizes as it reads), whatever the data config says.
-        node["image_size"], node["color"] = prep["image_size"], prep["color"]
+    node = preparer.other_data(node)         # read as training read it; the saved steps are applied below
     dataset = load_dataset(node, seed=bundle.seed)
     split, x, y = _pick_split(dataset, split, own_data=False)
     _check_task(bundle, dataset.task, None)
