@@ -144,6 +144,7 @@ def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp
     assert not (out / other["trial"] / "model").exists()
     record = json.loads((out / best["trial"] / "metrics.json").read_text())["cv"]["refit"]
     assert record["status"] == "ok" and (out / best["trial"] / "refit" / "history.csv").is_file()
+    assert f"Trial {best['trial']}: best/ is this trial's refit" in (out / "leaderboard.md").read_text()
     printed = capsys.readouterr().out
     assert "val/acc ±std" in printed and "best/ is this trial's refit on train + val" in printed
 

@@ -231,8 +231,10 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
         best, rule = pick_best(ranked, objectives, constraints)
         rows = mark_rows(rows, trials, objectives, constraints)
     write_text_atomic(sweep_dir / "leaderboard.csv", to_csv(rows))
+    note = refit_note(best.metrics) if best is not None else None        # cv.refit: what best/ is
     write_text_atomic(sweep_dir / "leaderboard.md", to_markdown(rows, f"Leaderboard: {sweep_dir}")
-                      + (f"\nRanked by {primary}; {rule}\n" if rule else ""))
+                      + (f"\nRanked by {primary}; {rule}\n" if rule else "")
+                      + (f"\nTrial {best.name}: {note}\n" if note else ""))
     best_info = None
     if best is not None:
         best_info = {"trial": best.name, "path": str(best.path), "overrides": best.overrides,
