@@ -243,3 +243,28 @@ def test_budget_smaller_than_one_batch_is_refused(tmp_path, capsys):
     assert "data.memory_budget" in err and "smaller than one batch" in err and "Traceback" not in err
     assert not (run / "model").exists() and not (run / "checkpoints").exists()
     assert not (run / "summary.txt").exists()
+
+
+# ----------------------------------------------------------------------------------------------- analyze
+def test_analyze_streams_a_table_over_the_budget(tmp_path, monkeypatch):
+    """Statistics by passes (exact), samples for the rest; the same numbers as the in-memory analysis."""
+    from netkiln.data import analyze, streaming
+
+    path = tmp_path / "t.parquet"
+    table(500).to_parquet(path, row_group_size=100)
+    monkeypatch.setattr(streaming, "SAMPLE_ROWS", 200)
+    memory, _ = analyze.analyze_data(node(path, streaming=False))
+    streamed, context = analyze.analyze_data(node(path, memory_budget="10KB", chunk_rows=64))
+    assert context["dataset"].streamed is not None and len(context["raw"].table["frame"]) == 200
+    assert streamed["sample"]["rows"] == 200 and "sample" not in memory
+    assert streamed["rows"] == memory["rows"] and streamed["target"] == memory["target"]
+    for m, s in zip(memory["columns"], streamed["columns"]):
+        assert m["name"] == s["name"] and m["missing"] == s["missing"] and m["kind"] == s["kind"]
+        for k in ("mean", "std", "min", "max"):
+            if k in m:
+                assert s[k] == pytest.approx(m[k], rel=1e-5), (m["name"], k)
+    out = tmp_path / "report"
+    rc = main(["analyze", "data=csv", f"data.path={path}", "data.target=label", "data.memory_budget=10KB",
+               f"hydra.run.dir={out}"])
+    assert rc == 0 and json.loads((out / "analysis.json").read_text())["sample"]["rows"] == 200
+    assert (out / "analysis.png").exists()

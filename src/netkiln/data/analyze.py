@@ -104,6 +104,12 @@ def analyze_data(data_cfg: Any, seed: int = 0):
         hashes = _table_row_hashes(raw, ds)
     else:
         hashes = {s: _row_hashes(getattr(ds, f"x_{s}").numpy()) for s in ("train", "val", "test")}
+    if raw.table is not None and raw.table.get("sampled_rows"):        # streamed: the sampled rows' targets
+        ys = {s: ys[s][np.isin(ds.split_indices[s], raw.table["frame"].index)] for s in ys}
+        report["sample"] = {"rows": raw.table["sampled_rows"], "note": (
+            "the table was streamed (larger than data.memory_budget): missing counts and numeric mean/std/min/max "
+            "cover every row; unique counts, top values, plots, duplicates and rows shared between splits come "
+            "from a seeded sample of these rows")}
     labels = {s: [hash(np.asarray(v).tobytes()) for v in ys[s]] for s in ys}
     all_h = sum(hashes.values(), [])
     all_pairs = list(zip(all_h, sum(labels.values(), [])))
@@ -136,6 +142,8 @@ def _table_row_hashes(raw, ds) -> dict[str, list[int]]:
     frame, test_frame = raw.table["frame"], raw.table.get("test_frame")
 
     def h(f, rows):
+        if raw.table.get("sampled_rows"):       # a streamed table: its sampled rows only
+            rows = np.asarray(rows)[np.isin(rows, f.index)]
         part = f.loc[rows, plan.features].astype(object)
         return pd.util.hash_pandas_object(part.where(part.notna(), None), index=False).tolist()
 
@@ -161,12 +169,18 @@ def _table_columns(raw, ds, warnings: list[str]) -> list[dict]:
                 else "split" if col == plan.split_column else "unused")
         kind = plan.kinds.get(col, "numeric" if pd.api.types.is_numeric_dtype(s.dtype) else "text")
         miss = int(s.isna().sum())
+        exact = (raw.table.get("column_stats") or {}).get(col)     # streamed: counted over every row
+        if exact is not None:
+            miss = exact["missing"]
         entry: dict[str, Any] = {"name": str(col), "role": role, "dtype": str(s.dtype), "kind": kind,
-                                 "missing": miss, "missing_share": _num(miss / max(1, len(s))),
+                                 "missing": miss, "missing_share": _num(miss / max(1, exact["rows"] if exact
+                                                                                  else len(s))),
                                  "unique": int(s.nunique(dropna=True))}
         if kind == "numeric" and role != "unused" or pd.api.types.is_numeric_dtype(s.dtype):
             v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
             entry.update(_stats(v))
+            if exact is not None and "mean" in exact:
+                entry.update({k: _num(exact[k]) for k in ("mean", "std", "min", "max")})
         else:
             counts = s.astype(object).where(s.notna(), None).dropna().map(str).value_counts()
             if len(counts):
@@ -182,7 +196,7 @@ def _table_columns(raw, ds, warnings: list[str]) -> list[dict]:
                 duplicate.append((col, sigs[sig]))
             sigs.setdefault(sig, col)
             if miss:
-                warnings.append(f"column '{col}' has {miss} missing value(s) ({100 * miss / len(s):.1f}%)")
+                warnings.append(f"column '{col}' has {miss} missing value(s) ({100 * entry['missing_share']:.1f}%)")
             if (kind == "numeric" and entry["unique"] == len(s) and len(s) > 20
                     and pd.api.types.is_integer_dtype(s.dtype) and (s.is_monotonic_increasing
                                                                     or s.is_monotonic_decreasing)):

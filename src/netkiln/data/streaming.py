@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -35,7 +36,7 @@ from . import cache
 from . import unknown_categories as unknown
 from .config import get_int
 from .sources import RawSource
-from .streaming_stats import StreamingFit
+from .streaming_stats import Moments, StreamingFit
 from .table_chunks import CHUNK_ROWS, TableChunks
 from .tabular import (TablePlan, _detect_kind, _encode_target, _is_bool_like,
                       _plan, _split_from_column, _to_numeric, apply_columns, check_finite)
@@ -47,6 +48,7 @@ MODES = ("auto", "true", "false")
 # The in-memory path holds the DataFrame, its cleaned copy and the float32 arrays with their split copies: about
 # three times the table's raw size (Parquet: uncompressed bytes; CSV: file size). Measured on numeric tables.
 IN_MEMORY_FACTOR = 3
+SAMPLE_ROWS = 10_000        # rows kept for analyze's plots, unique counts and duplicate search
 TABLE_FORMAT = 1            # the format number of a table's saved preparation, as the in-memory fit writes it
 
 
@@ -185,11 +187,14 @@ def _survey(source: TableChunks, plan: TablePlan, path: str, info: dict):
     counts = {"rows_after_filter": 0, "rows_dropped_no_target": 0, "rows_dropped_missing": 0}
     tallies = {c: _KindTally() for c in [*plan.features, *plan.target, *([plan.split_column] or [])]
                if c is not None and c not in plan.forced_categorical}
+    summaries = {c: ColumnSummary() for c in source.columns}
     ids, targets, splits, rows = [], [], [], 0
     for chunk in source.chunks():
         rows += len(chunk)
         chunk = clean_chunk(chunk, plan, tf, counts)
         ids.append(chunk.index.to_numpy(dtype=np.int64))
+        for col, summary in summaries.items():
+            summary.add(chunk[col])
         targets.append(chunk[plan.target])
         if plan.split_column:
             splits.append(chunk[[plan.split_column]])
@@ -227,7 +232,7 @@ def _survey(source: TableChunks, plan: TablePlan, path: str, info: dict):
                 splits.append(chunk[[plan.split_column]])
         target_frame = pd.concat(targets)
         split_frame = pd.concat(splits) if splits else None
-    return kept, target_frame, split_frame, text_columns
+    return kept, target_frame, split_frame, text_columns, summaries
 
 
 # ----------------------------------------------------------------------------------------------- the source
@@ -239,7 +244,7 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
                            f"{path}.split (fractions) or {path}.split_column, or set {path}.streaming=false",
                            key=f"{path}.test_path")
     info: dict[str, Any] = {"source": "file", "file": str(tf.path), "format": tf.format}
-    kept, target_frame, split_frame, text_columns = _survey(source, plan, path, info)
+    kept, target_frame, split_frame, text_columns, summaries = _survey(source, plan, path, info)
     y, task, target_info = _encode_target(target_frame, plan, tf, path)
     del target_frame
     fixed = _split_from_column(split_frame, plan.split_column, tf, path) if plan.split_column else None
@@ -252,10 +257,18 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
         "split_indices_note": "indices are 0-based data rows of the file (header excluded)",
         "streaming": {"budget_bytes": budget, "reason": why, "chunk_rows": source.chunk_rows}})
 
+    # For `netkiln analyze`: exact per-column counts and moments over every kept row (pass 1), and a seeded sample
+    # of rows (collected in pass 3) for what needs the rows themselves (unique values, plots, duplicates).
+    sample = np.sort(np.random.Generator(np.random.PCG64(0)).choice(len(kept), min(len(kept), SAMPLE_ROWS),
+                                                                    replace=False))
+    table = {"frame": None, "test_frame": None, "plan": plan, "file": tf, "sampled_rows": int(len(sample)),
+             "column_stats": {c: s.stats() for c, s in summaries.items()}}
+
     def streamed(idx: dict[str, np.ndarray]):
         specs = _fit(source, plan, path, idx, len(kept), text_columns)
         feature_names = [o for s in specs for o in s["outputs"]]
-        parts = _prepare(source, plan, path, idx, len(kept), specs, len(feature_names), text_columns)
+        parts, table["frame"] = _prepare(source, plan, path, idx, len(kept), specs, len(feature_names),
+                                         text_columns, sample)
         prep = {
             "kind": "table", "format": TABLE_FORMAT, "layout": "flat", "input_shape": [len(feature_names)],
             "columns": specs, "feature_names": feature_names, "target": target_info, "task": task.to_dict(),
@@ -265,7 +278,7 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
         return parts, None, prep, feature_names
 
     return RawSource(x=None, y=y, task=task, layout="flat", info=info, fixed_split=fixed, row_ids=kept,
-                     streamed=streamed, ignores_split_test=True)
+                     streamed=streamed, ignores_split_test=True, table=table)
 
 
 def _split_of(idx: dict[str, np.ndarray], n: int) -> np.ndarray:
@@ -301,18 +314,24 @@ def _fit(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int, tex
 
 
 def _prepare(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int, specs: list[dict],
-             width: int, text_columns) -> dict[str, np.ndarray]:
-    """Pass 3: every kept row prepared and appended to its split's .npy file; the files mapped read-only."""
+             width: int, text_columns, sample: np.ndarray):
+    """Pass 3: every kept row prepared and appended to its split's .npy file; the files mapped read-only, and the
+    raw rows at the kept positions `sample`."""
+    import pandas as pd
+
     tf = source.table_file
     part = _split_of(idx, n)
     folder = prepared_folder()
     names = ("train", "val", "test")
     writers = {name: NpyWriter(folder / f"{name}.npy", len(idx[name]), width) for name in names}
-    found, offsets = [], []
+    found, offsets, sampled = [], [], []
     try:
         for pos, chunk in _kept_chunks(source, plan, n, text_columns):
             if len(chunk) == 0:
                 continue
+            lo, hi = np.searchsorted(sample, [pos, pos + len(chunk)])
+            if hi > lo:
+                sampled.append(chunk.iloc[sample[lo:hi] - pos])
             unseen: list = []
             x = apply_columns(chunk, specs, tf, None, unseen)
             check_finite(x, chunk, specs, tf, path)
@@ -332,7 +351,34 @@ def _prepare(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int,
         raise
     if found and plan.unknown_categories == "warn":
         unknown.warn(found, unknown.row_count(found, offsets), n, f"{tf.path.name} (val/test rows)")
-    return {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in names}
+    parts = {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in names}
+    return parts, pd.concat(sampled)
+
+
+class ColumnSummary:
+    """Missing values of a column and, for numbers, their exact moments, over every kept row (for analyze)."""
+
+    def __init__(self):
+        self.rows = self.missing = 0
+        self.moments = Moments()
+        self.numeric = True
+
+    def add(self, series) -> None:
+        import pandas as pd
+
+        self.rows += len(series)
+        self.missing += int(series.isna().sum())
+        self.numeric = self.numeric and (pd.api.types.is_numeric_dtype(series.dtype) or _is_bool_like(series))
+        if self.numeric:
+            v = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            self.moments.add(v[np.isfinite(v)])
+
+    def stats(self) -> dict:
+        out = {"rows": self.rows, "missing": self.missing}
+        m = self.moments
+        if self.numeric and m.n:
+            out.update(mean=m.mean, std=math.sqrt(max(m.m2, 0.0) / m.n), min=m.min, max=m.max)
+        return out
 
 
 # ----------------------------------------------------------------------------------------------- the files
