@@ -178,3 +178,23 @@ def test_a_stopped_cv_run_resumes_at_its_unfinished_fold(tmp_path, capsys):
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["monitored"] == whole["monitored"] and resumed["val"] == whole["val"]
     assert (run / "fold-0" / "metrics.json").stat().st_mtime_ns == finished        # a finished fold is kept
+
+
+def test_a_refit_that_fails_after_a_sweep_is_recorded_and_the_sweep_stands(tmp_path):
+    from netkiln.sweep.leaderboard import collect_trials, write_leaderboard
+    from netkiln.sweep.refit import refit_best
+    trial = tmp_path / "0"
+    (trial / ".hydra").mkdir(parents=True)
+    (trial / ".hydra" / "overrides.yaml").write_text("- cv.folds=2\n")
+    (trial / ".hydra" / "config.yaml").write_text("data: [unclosed\n")          # unreadable: the refit fails
+    metrics = {"status": "ok", "monitor": "val/acc", "mode": "max", "monitored": 0.9, "val": {"acc": 0.9},
+               "test": {}, "cv": {"folds": 2, "refit": {"status": "pending"}, "std": {"val": {"acc": 0.01}}}}
+    (trial / "metrics.json").write_text(json.dumps(metrics))
+    [best] = collect_trials(tmp_path)
+    assert refit_best(best) is True
+    record = json.loads((trial / "metrics.json").read_text())
+    assert record["cv"]["refit"]["status"] == "failed" and record["cv"]["refit"]["error"]
+    assert record["monitored"] == 0.9                            # the trial's result is kept
+    board = write_leaderboard(tmp_path)
+    assert board.best.name == "0" and "the refit failed" in (tmp_path / "leaderboard.md").read_text()
+    assert refit_best(collect_trials(tmp_path)[0]) is False      # not retried on a rebuild

@@ -30,8 +30,9 @@ def refit_best(best) -> bool:
     try:
         cfg = OmegaConf.load(best.path / ".hydra" / "config.yaml")     # the trial's composed config
         refit_run(cfg, best.path, best.metrics)
-    except (NetkilnError, OSError, ValueError) as err:
-        log.error("cv.refit of trial %s failed: %s", best.name, err)
+    except Exception as err:  # noqa: BLE001 - the sweep's results stand; the failed refit is recorded with them
+        message = str(err) if isinstance(err, NetkilnError) else f"{type(err).__name__}: {err}"
+        log.error("cv.refit of trial %s failed: %s", best.name, message)
         write_json_atomic(best.path / "metrics.json",
-                          {**best.metrics, "cv": {**cv, "refit": {"status": "failed", "error": str(err)}}})
+                          {**best.metrics, "cv": {**cv, "refit": {"status": "failed", "error": message}}})
     return True
