@@ -208,3 +208,45 @@ def test_the_leaderboard_lists_trials_only_the_study_knows(two_objective_sweep, 
     assert by_trial[killed]["status"] == "retried" and by_trial[stale]["status"] == "failed"
     assert by_trial[running]["status"] == "running" and "no heartbeat" in by_trial[stale]["error"]
     assert "model=mlp" in by_trial[killed]["overrides"] and "optimizer.lr=0.01" in by_trial[killed]["overrides"]
+
+
+def test_the_report_plots_the_pareto_front(two_objective_sweep):
+    import re
+
+    page = (two_objective_sweep / "report.html").read_text()
+    plot = re.search(r'aria-label="pareto front">(.*?)</svg>', page, re.S).group(1)
+    rows = _rows(two_objective_sweep)
+    assert plot.count("<circle") == len(rows)                                   # every finished trial
+    assert plot.count('class="pt front"') == sum(r["pareto"] == "yes" for r in rows)
+    assert "val/acc:max" in plot and "params:min" in plot
+    assert "Pareto front: val/acc:max against params:min" in page
+
+
+def test_with_three_objectives_the_plot_shows_the_first_two():
+    from netkiln.sweep.objectives import parse_objectives
+    from netkiln.sweep.pareto_plot import pareto_svg
+
+    objectives = parse_objectives(["val/acc:max", "params:min", "latency_ms:min"])
+    # 1 is dominated in (acc, params) but the fastest: on the front of all three.
+    trials = [_T("0", 0.9, 100, 2.0), _T("1", 0.8, 200, 0.5), _T("2", 0.7, 300, 3.0), _T("3", 0.95, 50, 1, "failed")]
+    svg = pareto_svg(trials, objectives, best_name="0")
+    assert svg.count("<circle") == 3 and svg.count('class="pt front"') == 2
+    assert "the plot shows the first two" in svg and "<path" not in svg          # no front line in a projection
+    assert 'stroke="#d62728"' in svg                                             # the best trial's ring
+    assert pareto_svg([_T("0", 0.9, 100, 1.0, "failed")], objectives, None).startswith('<p class="note">')
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason="chromium is not installed (apt-get install -y chromium; .ci/run installs it)")
+def test_the_pareto_report_in_a_headless_browser(two_objective_sweep, tmp_path):
+    import subprocess
+
+    shot = tmp_path / "report.png"
+    run = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                          "--disable-component-update", "--disable-sync", "--no-first-run",
+                          f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0",
+                          f"--screenshot={shot}", "--window-size=1400,2400",
+                          (two_objective_sweep / "report.html").resolve().as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
+    assert "Uncaught" not in run.stderr and "ERROR:CONSOLE" not in run.stderr, run.stderr[-2000:]

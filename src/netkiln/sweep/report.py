@@ -434,4 +434,10 @@ def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[s
         ("Parallel coordinates of the swept parameters", parallel_svg(params, param_rows, mode)),
         ("Parameter importance", importance_part),
     ]
+    from netkiln.sweep.objectives import sweep_objectives
+    objectives = sweep_objectives(sweep_dir)[0]
+    if len(objectives) > 1:             # several objectives: their trade-off, after the best model
+        from netkiln.sweep.pareto_plot import pareto_svg
+        sections.insert(2, (f"Pareto front: {objectives[0]} against {objectives[1]}",
+                            pareto_svg(trials, objectives, best.name if best else None)))
     return render(f"Sweep report: {sweep_dir}", sections)
