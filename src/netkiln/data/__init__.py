@@ -164,5 +164,6 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
                                                               dataset.y_val, dataset.x_test, dataset.y_test))
     info["tensor_bytes"] = int(nbytes)
     log.info("data %s: %d rows, %s %s", name, sum(dataset.split_sizes.values()), human_bytes(nbytes),
-             "prepared on disk, memory-mapped" if parts is not None else "in memory as tensors")
+             "prepared on disk, memory-mapped" if parts is not None
+             else "in memory as tensors (images as uint8 pixels)" if pixels else "in memory as tensors")
     return dataset, raw

@@ -1,11 +1,13 @@
 """`data=npz`: arrays from the user's .npz file: x and y, optionally x_test and y_test.
 
 x rows may be flat features (N, F), sequences (N, T, F) or (N, T), or images (N, C, H, W), (N, H, W, C) or
-(N, H, W); the layout follows the rank unless `data.layout` says otherwise.
+(N, H, W); the layout follows the rank unless `data.layout` says otherwise. `data.path` may also be a folder of
+.npy files (x.npy, y.npy, ...: np.save's format), memory-mapped: only the rows of each split are read into memory.
 """
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -36,7 +38,8 @@ def _open_npz(p, key: str) -> dict[str, np.ndarray]:
         z = np.load(p, allow_pickle=False)
         if not hasattr(z, "files"):
             raise NetkilnError("expected an .npz archive of named arrays (np.savez(path, x=..., y=...)), "
-                               "not a single .npy array", key=key, file=str(p))
+                               "not a single .npy array; for .npy files, give the folder that holds x.npy and "
+                               "y.npy", key=key, file=str(p))
         with z:
             # A small compressed file can declare arrays of any size: check what the headers declare first.
             check_fits(_declared_bytes(z) * 2, "the arrays its headers declare", key=key, file=str(p))
@@ -50,6 +53,28 @@ def _open_npz(p, key: str) -> dict[str, np.ndarray]:
         raise NetkilnError(f"not a readable .npz file: {err}", key=key, file=str(p)) from None
     except (OSError, zipfile.BadZipFile, EOFError) as err:
         raise NetkilnError(f"not a readable .npz file ({type(err).__name__}: {err})", key=key, file=str(p)) from None
+
+
+def _open_npy_folder(folder, key: str) -> dict[str, np.ndarray]:
+    """The folder's .npy files by name (x.npy → "x"), memory-mapped read-only: nothing is read until used."""
+    files = sorted(f for f in folder.iterdir() if f.is_file() and f.suffix == ".npy")
+    if not files:
+        raise NetkilnError("no .npy files in this folder; save the arrays with np.save(folder / 'x.npy', x) and "
+                           "y.npy (optionally x_test.npy, y_test.npy), or give an .npz file", key=key,
+                           file=str(folder))
+    arrays = {}
+    for f in files:
+        try:
+            arrays[f.stem] = np.load(f, mmap_mode="r", allow_pickle=False)
+        except ValueError as err:
+            what = ("it holds Python objects; save numbers (or fixed-width text labels) instead of object arrays"
+                    if "object" in str(err).lower() or "pickle" in str(err).lower() else
+                    f"not a readable .npy file, or one cut short ({err})")
+            raise NetkilnError(what, key=key, file=str(f)) from None
+        except OSError as err:
+            raise NetkilnError(f"cannot read this .npy file ({type(err).__name__}: {err})", key=key,
+                               file=str(f)) from None
+    return arrays
 
 
 def _declared_bytes(npz) -> int:
@@ -104,6 +129,13 @@ def apply_transform(x: np.ndarray, t: dict) -> np.ndarray:
     return x
 
 
+def _non_finite_rows(x: np.ndarray, step: int = 65536) -> np.ndarray:
+    """Which rows hold a NaN or an infinity, a slice at a time (a memory-mapped x is never read in whole)."""
+    flags = [~np.isfinite(x[i:i + step]).reshape(min(step, len(x) - i), -1).all(axis=1)
+             for i in range(0, len(x), step)]
+    return np.concatenate(flags) if flags else np.zeros(0, dtype=bool)
+
+
 def _classes(y: np.ndarray) -> tuple[list, list[str]]:
     uniq = np.unique(y)
     values = [v.item() if hasattr(v, "item") else v for v in uniq]
@@ -112,9 +144,10 @@ def _classes(y: np.ndarray) -> tuple[list, list[str]]:
 
 def load_npz(node: dict, path: str) -> RawSource:
     key = f"{path}.path"
-    p = check_file(node.get("path"), key)
+    folder = isinstance(node.get("path"), str) and Path(node["path"]).expanduser().is_dir()
+    p = check_file(node.get("path"), key, kind="folder" if folder else "file")
     file = str(p)
-    arrays = _open_npz(p, key)
+    arrays = _open_npy_folder(p, key) if folder else _open_npz(p, key)
     names = dict(zip(ARRAY_NAMES, ARRAY_NAMES))
     overrides = node.get("keys") or {}
     if not isinstance(overrides, dict):
@@ -163,7 +196,7 @@ def load_npz(node: dict, path: str) -> RawSource:
         if ya.ndim == 0 or ya.ndim > 2 or len(ya) != len(xa):
             raise NetkilnError(f"{yn!r} has shape {_shape(ya)} but {xn!r} has {len(xa)} rows; expected ({len(xa)},)"
                                f" labels or ({len(xa)}, k) regression targets", key=key, file=file)
-        bad = ~np.isfinite(xa.reshape(len(xa), -1).astype(np.float64)).all(axis=1)
+        bad = _non_finite_rows(xa)
         if bad.any():
             raise NetkilnError(f"array {xn!r} has NaN or infinite values (first in row {int(np.flatnonzero(bad)[0])}"
                                f", {int(bad.sum())} rows in all); clean them before saving", key=key, file=file)
@@ -173,12 +206,13 @@ def load_npz(node: dict, path: str) -> RawSource:
     y, y_test, task, target = _target(y, y_test, task_choice, names, path, file)
     prep = {"kind": "arrays", "format": 1, "layout": layout, "raw_shape": raw_shape,
             "input_shape": list(x.shape[1:]), "transform": transform, "target": target, "task": task.to_dict()}
-    info = {"source": "file", "file": file, "format": "npz", "rows": int(len(x) + (len(x_test) if x_test is not None
-                                                                                     else 0)),
+    info = {"source": "file", "file": file, "format": "npy folder" if folder else "npz",
+            "rows": int(len(x) + (len(x_test) if x_test is not None else 0)),
             "arrays": {n: list(a.shape) for n, a in arrays.items()},
             "description": f"{p.name}: {layout} {tuple(x.shape[1:])}"}
-    return RawSource(x=x.astype(np.float32), y=y, task=task, layout=layout,
-                     x_test=None if x_test is None else x_test.astype(np.float32), y_test=y_test, info=info,
+    # np.asarray, not astype: float32 memory maps stay maps, and the split reads only its rows.
+    return RawSource(x=np.asarray(x, dtype=np.float32), y=y, task=task, layout=layout,
+                     x_test=None if x_test is None else np.asarray(x_test, dtype=np.float32), y_test=y_test, info=info,
                      preprocessing=prep, ignores_split_test=True)
 
 
