@@ -65,6 +65,11 @@ def test_keras_directions():
     zoomed_out = augmenter([{"random_zoom": {"height_factor": [1.0, 1.0], **exact}}])(torch.ones(1, 1, 8, 8))
     assert float(zoomed_out.mean()) == pytest.approx(0.25)              # +100%: the picture is half as tall/wide
     flat = augmenter([{"random_contrast": {"factor": [1.0, -1.0]}}])(batch())    # factor 0: each channel its mean
+    turn_then_move = [{"random_rotation": {"factor": [0.25, 0.25], **exact}},
+                      {"random_translation": {"height_factor": [0.25, 0.25], "width_factor": 0, **exact}}]
+    assert augmenter(turn_then_move)(x)[0, 0].nonzero().tolist() == [[4, 1]]    # one resampling, in step order
+    turn_then_move[1]["random_translation"]["fill_mode"] = "nearest"            # other fill: resampled apart
+    assert augmenter(turn_then_move)(x)[0, 0].nonzero().tolist() == [[4, 1]]
     assert torch.allclose(flat, flat.mean(dim=(2, 3), keepdim=True).expand_as(flat), atol=1e-6)
 
 
@@ -160,3 +165,18 @@ def test_train_with_augmentation_then_evaluate_and_analyze(tmp_path, capsys):
     assert main(["analyze", *common, f"hydra.run.dir={out}"]) == 0
     assert (out / "augment_samples.png").stat().st_size > 1000
     assert "augment_samples.png" in capsys.readouterr().out
+
+
+def test_a_resumed_run_draws_the_augmentations_the_uninterrupted_run_drew(tmp_path):
+    """The generator is reseeded from (seed, epoch) each epoch, so resume=true from last.ckpt continues alike."""
+    from safetensors.torch import load_file
+
+    root = make_images(tmp_path / "shapes", per_class=8)
+    common = ["train", "data=images", f"data.path={root}", "data.image_size=[8,8]", "model=mlp", "callbacks=none",
+              "trainer.enable_progress_bar=false", "data.augment=[random_flip,random_rotation,random_contrast]"]
+    assert main([*common, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'straight'}"]) == 0
+    assert main([*common, "trainer.max_epochs=1", f"hydra.run.dir={tmp_path / 'resumed'}"]) == 0
+    assert main([*common, "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'resumed'}", "resume=true"]) == 0
+    straight, resumed = (load_file(str(tmp_path / run / "model" / "weights.safetensors"))
+                         for run in ("straight", "resumed"))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
