@@ -198,3 +198,17 @@ def test_a_refit_that_fails_after_a_sweep_is_recorded_and_the_sweep_stands(tmp_p
     board = write_leaderboard(tmp_path)
     assert board.best.name == "0" and "the refit failed" in (tmp_path / "leaderboard.md").read_text()
     assert refit_best(collect_trials(tmp_path)[0]) is False      # not retried on a rebuild
+
+
+def test_a_tables_preparation_is_fitted_on_the_folds_training_rows(tmp_path):
+    import pandas as pd
+    from conftest import ROOT
+    path = ROOT / "examples" / "wine.csv"
+    frame = pd.read_csv(path)
+    node = {"name": "csv", "path": str(path), "target": "cultivar", "split": {"val": 0.15, "test": 0.15, "seed": 0}}
+    for k in range(2):
+        fold = load_dataset({**node, "split": {**node["split"], "fold": {"index": k, "of": 3, "seed": 0}}})
+        scale = fold.preprocessing["columns"][0]["scale"]                  # alcohol, standardised
+        assert scale["mean"] == pytest.approx(frame["alcohol"].iloc[fold.split_indices["train"]].mean())
+        rows = fold.split_indices["train"] + fold.split_indices["val"]
+        assert scale["mean"] != pytest.approx(frame["alcohol"].iloc[rows].mean())
