@@ -72,3 +72,16 @@ def test_an_image_that_fails_to_decode_stops_the_run_naming_the_file(tmp_path, c
     err = capsys.readouterr().err
     assert rc == 2 and "zz_bad.png" in err and "cannot read this image" in err and "Traceback" not in err
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed" and not (run / "model").exists()
+
+
+def test_analyze_describes_the_pixels_as_the_network_sees_them(tmp_path):
+    from netkiln.data.analyze import analyze_data
+
+    root = make_images(tmp_path / "shapes", per_class=6)
+    report, _ = analyze_data({"name": "images", "path": str(root), "image_size": [8, 8]})
+    ds = load_dataset({"name": "images", "path": str(root), "image_size": [8, 8]})
+    every = torch.cat([ds.floats(getattr(ds, f"x_{s}")) for s in ("train", "val", "test")]).double()
+    assert [f["name"] for f in report["features"]] == [f"channel {i} (all pixels)" for i in range(3)]
+    for i, feature in enumerate(report["features"]):
+        assert feature["min"] >= 0 and feature["max"] <= 1
+        assert feature["mean"] == pytest.approx(float(every[:, i].mean()), abs=1e-6)

@@ -217,9 +217,7 @@ def _array_features(raw, ds) -> list[dict]:
     x = raw.x if raw.x is not None else ds.x_train.numpy()
     if raw.x_test is not None:
         x = np.concatenate([x, raw.x_test])
-    x = np.asarray(x, dtype=np.float64)
-    if ds.pixels is not None:           # uint8 pixels: described as the network sees them, in [0, 1]
-        x /= 255.0
+    scale = 255.0 if ds.pixels is not None else 1.0     # uint8 pixels: described in [0, 1], as the network sees them
     if ds.layout == "flat":
         names = ds.feature_names or [f"x{i}" for i in range(x.shape[1])]
         cols = [(names[i], x[:, i]) for i in range(min(x.shape[1], MAX_FEATURE_STATS))]
@@ -227,7 +225,8 @@ def _array_features(raw, ds) -> list[dict]:
         cols = [(f"feature {i} (all time steps)", x[:, :, i].ravel()) for i in range(min(x.shape[2], MAX_FEATURE_STATS))]
     else:
         cols = [(f"channel {i} (all pixels)", x[:, i].ravel()) for i in range(min(x.shape[1], MAX_FEATURE_STATS))]
-    return [{"name": n, **_stats(v)} for n, v in cols]
+    # A column at a time in float64: a whole image folder at 8 bytes a value could not fit in memory.
+    return [{"name": n, **_stats(np.asarray(v, dtype=np.float64).ravel() / scale)} for n, v in cols]
 
 
 # ----------------------------------------------------------------------------------------------- output
