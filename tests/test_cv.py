@@ -191,6 +191,12 @@ def test_a_refit_that_fails_after_a_sweep_is_recorded_and_the_sweep_stands(tmp_p
                "test": {}, "cv": {"folds": 2, "refit": {"status": "pending"}, "std": {"val": {"acc": 0.01}}}}
     (trial / "metrics.json").write_text(json.dumps(metrics))
     [best] = collect_trials(tmp_path)
+    import os
+    import socket
+    lock = trial / ".run.lock"        # another worker of a shared study is refitting it: this one leaves it
+    lock.write_text(json.dumps({"pid": os.getppid(), "host": socket.gethostname()}))
+    assert refit_best(best) is False and json.loads((trial / "metrics.json").read_text()) == metrics
+    lock.unlink()
     assert refit_best(best) is True
     record = json.loads((trial / "metrics.json").read_text())
     assert record["cv"]["refit"]["status"] == "failed" and record["cv"]["refit"]["error"]
