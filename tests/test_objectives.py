@@ -60,6 +60,7 @@ def test_a_two_objective_sweep_marks_the_pareto_front(two_objective_sweep):
     for trial in study.trials:
         metrics = json.loads((sweep_dir / str(trial.number) / "metrics.json").read_text())
         assert trial.values == [metrics["val"]["acc"], metrics["params"]["total"]]
+        assert trial.constraints == pytest.approx({"params": (metrics["params"]["total"] - 1000) / 1000})
         assert metrics["latency_ms"] > 0
     points = {r["trial"]: (float(r["val/acc"]), int(r["params"])) for r in rows}
     front = _brute_front(points)
@@ -250,3 +251,24 @@ def test_the_pareto_report_in_a_headless_browser(two_objective_sweep, tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
     assert "Uncaught" not in run.stderr and "ERROR:CONSOLE" not in run.stderr, run.stderr[-2000:]
+
+
+def test_constraints_without_objectives_steer_the_sampler_and_pick_best(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    assert _sweep(sweep_dir, "hydra/sweeper=optuna", "hydra.sweeper.seed=0", "hydra.sweeper.n_trials=2",
+                  "model=choice(mlp,perceptron)", "hydra.sweeper.max_params=1000") == 0
+    study = _study(sweep_dir)
+    assert len(study.directions) == 1 and "objectives" not in study.user_attrs
+    rows = _rows(sweep_dir)
+    # The sampler was given each trial's constraint value (params over the limit, relative to it).
+    for trial in study.trials:
+        params = json.loads((sweep_dir / str(trial.number) / "metrics.json").read_text())["params"]["total"]
+        assert trial.constraints == pytest.approx({"params": (params - 1000) / 1000})
+    best = json.loads((sweep_dir / "best.json").read_text())
+    feasible = [r for r in rows if int(r["params"]) <= 1000]
+    if feasible:
+        top = max(float(r["val/acc"]) for r in feasible)
+        assert best["rule"].startswith("best: the top of val/acc:max among the trials that meet params <= 1000")
+        assert float(next(r for r in rows if r["trial"] == best["trial"])["val/acc"]) == top
+    else:
+        assert best is None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
-from netkiln.sweep.objectives import metric_value, sweep_objectives
+from netkiln.sweep.objectives import metric_value, monitored_objective, sweep_objectives
 from netkiln.sweep.pareto import mark_rows, pick_best
 from netkiln.sweep.cv_columns import refit_note, spread_cells
 from netkiln.sweep.report import finite_number, format_cell, report_html
@@ -222,6 +222,7 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
         raise NetkilnError("no trials found: a sweep directory holds one sub-folder per trial with a "
                            ".hydra/overrides.yaml (made by `netkiln train -m ...`).", file=str(sweep_dir))
     objectives, constraints = sweep_objectives(sweep_dir)
+    objectives = objectives or (monitored_objective(trials) if constraints else [])
     primary = objectives[0] if objectives else None
     rows = build_rows(trials, primary)
     ranked = rank(trials, primary)

@@ -22,6 +22,7 @@ SPLIT_METRICS = ("loss", "acc", "f1", "auroc", "mse", "mae", "r2")
 KNOWN = [*(f"{split}/{name}" for split in ("val", "test") for name in SPLIT_METRICS), *COSTS]
 _DIRECTIONS = {"max": "max", "maximize": "max", "min": "min", "minimize": "min"}
 STUDY_ATTR = "objectives"                               # study user attr: the objectives it was created with
+CONSTRAINTS_ATTR = "constraints"                        # study user attr: {"params": max_params, "latency_ms": ...}
 
 
 @dataclass(frozen=True)
@@ -199,8 +200,13 @@ def prunable(objectives: list[Objective], config) -> bool:
                                                                         else monitor_mode(monitor))
 
 
-def remember(study, objectives: list[Objective]) -> None:
-    """Record the objectives in the study; a resumed or shared study with other objectives is refused."""
+def remember(study, objectives: list[Objective], constraints: Constraints) -> None:
+    """Record the objectives and constraints in the study; a resumed or shared study with other objectives is
+    refused (constraints may change: they steer the search and pick `best`, and the newest ones apply)."""
+    limits = {name: limit for name, limit in (("params", constraints.max_params),
+                                              ("latency_ms", constraints.max_latency_ms)) if limit is not None}
+    if limits != (study.user_attrs.get(CONSTRAINTS_ATTR) or {}):
+        study.set_user_attr(CONSTRAINTS_ATTR, limits)
     names = [str(o) for o in objectives]
     stored = study.user_attrs.get(STUDY_ATTR)
     if stored is None and not study.get_trials(deepcopy=False):
@@ -225,3 +231,37 @@ def sampler_name(settings) -> str:
     if name == "auto":
         return "nsga2" if len(parse_objectives(settings.get("objectives"))) > 1 else "tpe"
     return name
+
+
+def record_constraints(study, trial_number: int, trial_dir: str | Path) -> None:
+    """Give the study a finished trial's constraint values (Optuna's Trial.set_constraint: <= 0 where it meets the
+    limit; the excess over it, relative to it; 1 when unknown), read from its metrics.json, before the study is told
+    its result: TPE and NSGA-II then lean toward trials that meet max_params / max_latency_ms."""
+    import json
+
+    limits = study.user_attrs.get(CONSTRAINTS_ATTR)
+    if not limits:
+        return
+    try:
+        metrics = json.loads((Path(trial_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        metrics = {}
+    metrics = metrics if isinstance(metrics, dict) else {}
+    from netkiln.compat import optuna_trial
+
+    trial = optuna_trial(study, trial_number)
+    for name, limit in limits.items():
+        value = metric_value(metrics, name)
+        try:
+            trial.set_constraint(name, 1.0 if value is None else (value - limit) / limit)
+        except RuntimeError:        # told meanwhile (by another worker): its constraints are that worker's to set
+            return
+
+
+def monitored_objective(trials) -> list[Objective]:
+    """[the monitored metric as an objective] for constraints on a sweep without `objectives`; [] if unknown."""
+    for trial in trials:
+        monitor, mode = trial.metrics.get("monitor"), trial.metrics.get("mode")
+        if isinstance(monitor, str) and mode in ("max", "min"):
+            return [Objective(monitor, mode)]
+    return []

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 from netkiln.io.files import write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 from netkiln.sweep.objectives import (objective_values, of_study, parse_constraints, prunable, remember,
-                                      sampler_name, sweep_objectives_setting)
+                                      record_constraints, sampler_name, sweep_objectives_setting)
 from netkiln.sweep.optuna_study import SAMPLERS, is_shared, make_pruner, make_storage, storage_url
 
 log = logging.getLogger("netkiln")
@@ -170,6 +170,7 @@ def _settle_unfinished(study, sweep_dir: Path) -> None:
         recorded = recorded_outcome(sweep_dir / str(trial.number), of_study(study))
         if recorded is not None:
             state, value = recorded
+            record_constraints(study, trial.number, sweep_dir / str(trial.number))
             study.tell(trial.number, value, state=None if value is not None else state, skip_if_finished=True)
             log.info("trial %d finished before the sweep stopped; its result is now in the study", trial.number)
             continue
@@ -232,6 +233,7 @@ def _launch(study, trials, fixed: list[str], launcher):
     objectives = of_study(study)
     for trial, result in zip(trials, results):
         state, value = _outcome(result, objectives)
+        record_constraints(study, trial.number, Path(result.hydra_cfg.hydra.runtime.output_dir))
         study.tell(trial, value if value is not None else None, state=None if value is not None else state,
                    skip_if_finished=True)
     return results
@@ -309,9 +311,9 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
 
     objectives = sweep_objectives_setting(settings, config)
     directions = [o.direction for o in objectives] or [_direction(settings.get("direction", "auto"), config)]
-    parse_constraints(settings)
+    constraints = parse_constraints(settings)
     study = _open_study(settings, sweep_dir, directions, _sampler(settings, space))
-    remember(study, objectives)
+    remember(study, objectives, constraints)
     if not prunable(objectives, config) and str(settings.get("pruner") or "none") != "none":
         log.info("no pruning: Optuna prunes by one objective, the monitored metric, and this sweep has %s",
                  ", ".join(map(str, objectives)))

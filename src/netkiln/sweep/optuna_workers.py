@@ -103,7 +103,7 @@ def settle_stale(study, sweep_dir: Path, grace_period: float) -> None:
     from optuna.trial import TrialState
 
     from netkiln.io.files import write_json_atomic
-    from netkiln.sweep.objectives import of_study
+    from netkiln.sweep.objectives import of_study, record_constraints
     from netkiln.sweep.optuna_search import recorded_outcome
 
     now = time.time()
@@ -115,6 +115,7 @@ def settle_stale(study, sweep_dir: Path, grace_period: float) -> None:
         recorded = recorded_outcome(trial_dir, objectives)
         if recorded is not None:        # it finished and wrote its result; its worker died before telling it
             state, value = recorded
+            record_constraints(study, trial.number, trial_dir)
             study.tell(trial.number, value, state=None if value is not None else state, skip_if_finished=True)
             continue
         try:

@@ -49,9 +49,9 @@ def pick_best(ranked, objectives: list[Objective], constraints: Constraints):
     feasible = [t for t in ranked if not constraints.violations(t.metrics)] if constraints else list(ranked)
     members = pareto_front(feasible, objectives)
     names = ", ".join(str(o) for o in objectives)
-    rule = f"best: the top of {objectives[0]} among the Pareto front of {names}"
+    rule = f"best: the top of {objectives[0]}" + (f" among the Pareto front of {names}" if len(objectives) > 1 else "")
     if constraints:
-        rule += f" of the trials that meet {constraints.describe()}"
+        rule += f" {'of' if len(objectives) > 1 else 'among'} the trials that meet {constraints.describe()}"
     best = next((t for t in ranked if t.name in members), None)
     if best is None:
         why = "no finished trial meets " + constraints.describe() if constraints and pareto_front(ranked, objectives) \
