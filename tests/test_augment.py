@@ -180,3 +180,13 @@ def test_a_resumed_run_draws_the_augmentations_the_uninterrupted_run_drew(tmp_pa
     straight, resumed = (load_file(str(tmp_path / run / "model" / "weights.safetensors"))
                          for run in ("straight", "resumed"))
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+def test_the_training_inputs_survive_pickling_for_ddp_spawn():
+    import pickle
+
+    a = augmenter(EVERY, seed=5, epoch=2)
+    first = a(batch())
+    b = pickle.loads(pickle.dumps(a))                  # the generator is rebuilt from (seed, epoch) on arrival
+    b.new_epoch(5, 2)
+    assert torch.equal(b(batch()), first)
