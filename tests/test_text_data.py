@@ -285,3 +285,76 @@ def test_cli_bad_text_input_exits_2_and_writes_nothing(tmp_path, capsys, monkeyp
         assert len(err.strip().splitlines()) == 1
         assert not (tmp_path / "run" / "model").exists()           # a failed run's record only: no model
         assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "failed"
+
+
+# ----------------------------------------------------------------------------------------------- data=reviews
+def test_reviews_are_generated_deterministically_and_cached(tmp_path, monkeypatch):
+    from netkiln.data import reviews
+
+    monkeypatch.setenv("NETKILN_CACHE_DIR", str(tmp_path))
+    node = {"name": "reviews", "generator": {"num_samples": 300, "seed": 5}}
+    ds, raw = load_dataset_and_source(node, 0)
+    assert ds.source_info["from_cache"] is False and list(tmp_path.glob("reviews-*.npz"))
+    assert list(ds.task.class_names) == ["negative", "neutral", "positive"] and ds.layout == "tokens"
+    assert sum(ds.split_sizes.values()) == 300 and ds.split_sizes["test"] == 45
+    again, raw2 = load_dataset_and_source(node, 0)
+    assert again.source_info["from_cache"] is True
+    assert raw2.table["texts"] == raw.table["texts"] and (again.x_train == ds.x_train).all()
+    assert raw.table["tokenizer"].vocabulary == raw2.table["tokenizer"].vocabulary
+    texts, y = reviews.generate_reviews(300, 0.03, 5)
+    assert texts == raw.table["texts"] and (y == raw.y).all()
+    assert reviews.generate_reviews(300, 0.03, 6)[0] != texts
+    lengths = [len(t.split()) for t in texts]
+    assert min(lengths) >= 5 and max(lengths) <= 130
+    assert set(np.bincount(y, minlength=3)) and min(np.bincount(y, minlength=3)) > 40
+
+
+def test_reviews_word_order_carries_the_label():
+    """Negation and contrast flip what the bag of words says: the generator's own values agree."""
+    import random
+
+    from netkiln.data.reviews import DOMAINS, NEUTRAL, _brands, _Writer
+
+    w = _Writer(random.Random(1), _brands(random.Random(1), 20))
+    dom = DOMAINS["electronics"]
+    values: dict[str, list[float]] = {"intensified": [], "negated": [], "plain": []}
+    negations = (" not ", "n't ", " never ", " hardly ", " far from ", " anything but ", " no longer ", "nobody ")
+    for _ in range(600):
+        text, v = w.opinion(dom, "phone", 1)
+        kind = ("intensified" if " more " in text else "negated" if any(n in f" {text} " for n in negations)
+                else "plain")
+        values[kind].append(v)
+    assert all(len(v) > 10 for v in values.values())
+    assert max(values["negated"]) < 0 <= min(values["plain"]) and min(values["intensified"]) > 0
+    for _ in range(50):                 # "X but Y": the main clause Y decides
+        text, v = w.contrast(dom, "phone", -1, 1)
+        assert "but" in text or "although" in text or "however" in text or "even though" in text
+        main = text.split(", but ")[-1] if ", but " in text else None
+        neutral = any(main is not None and main.endswith(f" {n}") for n in NEUTRAL)
+        if main is not None and not neutral and not any(n in f" {main} " for n in negations):
+            assert v > 0, text
+
+
+def test_bad_reviews_generator_settings_name_their_key():
+    for gen, key in (({"num_samples": 3}, "data.generator.num_samples"), ({"label_noise": 1.5},
+                     "data.generator.label_noise"), ({"sead": 1}, "data.generator.sead")):
+        with pytest.raises(NetkilnError) as e:
+            load_dataset({"name": "reviews", "generator": gen})
+        assert e.value.key == key
+
+
+@pytest.mark.slow
+def test_reviews_bag_of_words_baseline_is_good_but_not_perfect():
+    """TF-IDF (1-2 grams) + logistic regression on the default 6,000 reviews: ~85% (README); word order is
+    needed for the rest."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+
+    ds, raw = load_dataset_and_source({"name": "reviews"}, 0)
+    texts = raw.table["texts"]
+    train, test = ds.split_indices["train"], ds.split_indices["test"]
+    vec = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
+    x = vec.fit_transform([texts[i] for i in train])
+    model = LogisticRegression(C=10, max_iter=3000).fit(x, ds.y_train.numpy())
+    acc = float((model.predict(vec.transform([texts[i] for i in test])) == ds.y_test.numpy()).mean())
+    assert 0.78 <= acc <= 0.90, acc
