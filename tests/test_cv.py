@@ -97,6 +97,9 @@ def test_a_cv_run_records_each_fold_and_their_mean_and_std(tmp_path, capsys):
         assert [f["val"][name] for f in metrics["cv"]["per_fold"]] == values
     assert metrics["monitored"] == pytest.approx(statistics.fmean(f["monitored"] for f in folds))
     assert metrics["test"] == {} and metrics["cv"]["folds"] == 3 and not (run / "model").exists()
+    assert metrics["params"] == folds[0]["params"] and metrics["task"] == folds[0]["task"]
+    # A number every run records (a sweep objective may read it): the folds' mean.
+    assert metrics["latency_ms"] == pytest.approx(statistics.fmean(f["latency_ms"] for f in folds))
     capsys.readouterr()
     assert main(["evaluate", f"run={run}"]) == 2          # no refit: no model, and evaluate says why
     assert "cross-validation without a refit" in capsys.readouterr().err

@@ -196,9 +196,11 @@ def summarize(records: list[dict], cv: CvSettings) -> dict:
             "per_fold": per_fold,
         },
     }
-    for key in ("target_scale", "class_weight"):
-        if key in first:
-            metrics[key] = first[key]
+    for key, value in first.items():       # what else a run records (latency_ms, target_scale, class_weight, ...)
+        if key not in metrics:
+            values = [r.get(key) for r in records]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            metrics[key] = _mean(values) if numeric else value       # a number: the folds' mean
     return metrics
 
 
