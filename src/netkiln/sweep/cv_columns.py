@@ -23,8 +23,9 @@ def refit_note(metrics: dict) -> str | None:
     if refit.get("status") == "ok":
         test = ", ".join(f"{k}={v:.4f}" for k, v in (refit.get("test") or {}).items()
                          if isinstance(v, (int, float)))
-        return (f"best/ is this trial's refit on train + val ({refit.get('epochs')} epochs, the folds' best epoch "
-                f"count); test: {test or 'no test split'}")
+        epochs = refit.get("epochs")
+        return (f"best/ is this trial's refit on train + val ({epochs} epoch{'' if epochs == 1 else 's'}, the folds' "
+                f"best epoch count); test: {test or 'no test split'}")
     if refit.get("status") == "failed":
         return f"the refit failed: {refit.get('error')}; best/ is the trial's folder"
     return None
