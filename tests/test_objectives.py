@@ -272,3 +272,19 @@ def test_constraints_without_objectives_steer_the_sampler_and_pick_best(tmp_path
         assert float(next(r for r in rows if r["trial"] == best["trial"])["val/acc"]) == top
     else:
         assert best is None
+
+
+def test_without_a_trial_that_meets_the_constraints_there_is_no_best(two_objective_sweep, tmp_path, capsys):
+    import yaml
+
+    sweep_dir = tmp_path / "sweep"
+    shutil.copytree(two_objective_sweep, sweep_dir, symlinks=True)
+    assert (sweep_dir / "best").is_symlink()
+    multirun = yaml.safe_load((sweep_dir / "multirun.yaml").read_text())
+    multirun["hydra"]["sweeper"]["max_params"] = 1             # no model is that small
+    (sweep_dir / "multirun.yaml").write_text(yaml.safe_dump(multirun))
+    assert main(["leaderboard", str(sweep_dir)]) == 0
+    assert "no finished trial meets params <= 1" in capsys.readouterr().out
+    assert json.loads((sweep_dir / "best.json").read_text()) is None and not (sweep_dir / "best").exists()
+    assert all(r["constraints"].startswith("params ") for r in _rows(sweep_dir))
+    assert "none (no finished trial meets params <= 1)" in (sweep_dir / "leaderboard.md").read_text()

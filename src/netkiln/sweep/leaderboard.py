@@ -189,6 +189,8 @@ def _point_best(sweep_dir: Path, best: Trial | None) -> None:
     """`best` -> the best trial's bundle (model/) or run directory, swapped atomically."""
     link = sweep_dir / "best"
     if best is None:
+        if link.is_symlink():           # none now (constraints no trial meets): an old link would name a wrong model
+            link.unlink()
         return
     target = best.path / "model" if (best.path / "model").is_dir() else best.path
     tmp = sweep_dir / f".best.{os.getpid()}.tmp"        # the workers of a shared study each write it

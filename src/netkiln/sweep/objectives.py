@@ -44,21 +44,24 @@ class Constraints:
     max_latency_ms: float | None = None
 
     def __bool__(self) -> bool:
-        return self.max_params is not None or self.max_latency_ms is not None
+        return bool(self.limits())
+
+    def limits(self) -> dict[str, float]:
+        """metric -> its upper limit, for the limits that are set."""
+        return {name: limit for name, limit in (("params", self.max_params), ("latency_ms", self.max_latency_ms))
+                if limit is not None}
 
     def violations(self, metrics: dict) -> list[str]:
         """What a trial's metrics break (an unknown value breaks the limit: nothing vouches for it)."""
         broken = []
-        for name, limit in (("params", self.max_params), ("latency_ms", self.max_latency_ms)):
-            if limit is not None:
-                value = metric_value(metrics, name)
-                if value is None or value > limit:
-                    broken.append(f"{name} {'unknown' if value is None else f'{value:g}'} > {limit:g}")
+        for name, limit in self.limits().items():
+            value = metric_value(metrics, name)
+            if value is None or value > limit:
+                broken.append(f"{name} {'unknown' if value is None else f'{value:g}'} > {limit:g}")
         return broken
 
     def describe(self) -> str:
-        return ", ".join(f"{name} <= {limit:g}" for name, limit in
-                         (("params", self.max_params), ("latency_ms", self.max_latency_ms)) if limit is not None)
+        return ", ".join(f"{name} <= {limit:g}" for name, limit in self.limits().items())
 
 
 def parse_objectives(setting) -> list[Objective]:
@@ -203,21 +206,19 @@ def prunable(objectives: list[Objective], config) -> bool:
 def remember(study, objectives: list[Objective], constraints: Constraints) -> None:
     """Record the objectives and constraints in the study; a resumed or shared study with other objectives is
     refused (constraints may change: they steer the search and pick `best`, and the newest ones apply)."""
-    limits = {name: limit for name, limit in (("params", constraints.max_params),
-                                              ("latency_ms", constraints.max_latency_ms)) if limit is not None}
-    if limits != (study.user_attrs.get(CONSTRAINTS_ATTR) or {}):
-        study.set_user_attr(CONSTRAINTS_ATTR, limits)
     names = [str(o) for o in objectives]
     stored = study.user_attrs.get(STUDY_ATTR)
     if stored is None and not study.get_trials(deepcopy=False):
         if names:
             study.set_user_attr(STUDY_ATTR, names)
-        return
-    if (stored or []) != names:
+    elif (stored or []) != names:
         default = "(the monitored metric)"
         raise NetkilnError(f"study '{study.study_name}' was created with objectives {stored or default}, this sweep "
                            f"asks for {names or default}; use the same objectives, or another hydra.sweep.dir or "
                            "study_name.", key=KEY)
+    limits = constraints.limits()
+    if limits != (study.user_attrs.get(CONSTRAINTS_ATTR) or {}):
+        study.set_user_attr(CONSTRAINTS_ATTR, limits)
 
 
 def of_study(study) -> list[Objective]:
