@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
