@@ -16,7 +16,7 @@ TWO = ["hydra/sweeper=optuna", "hydra.sweeper.seed=0", "hydra.sweeper.objectives
 
 
 def _sweep(sweep_dir, *overrides):
-    return main(["train", "-m", *tiny_run(240, epochs=2, model=None), f"hydra.sweep.dir={sweep_dir}", *overrides])
+    return main(["train", "-m", *tiny_run(240, epochs=1, model=None), f"hydra.sweep.dir={sweep_dir}", *overrides])
 
 
 def _rows(sweep_dir):
@@ -288,3 +288,4 @@ def test_without_a_trial_that_meets_the_constraints_there_is_no_best(two_objecti
     assert json.loads((sweep_dir / "best.json").read_text()) is None and not (sweep_dir / "best").exists()
     assert all(r["constraints"].startswith("params ") for r in _rows(sweep_dir))
     assert "none (no finished trial meets params <= 1)" in (sweep_dir / "leaderboard.md").read_text()
+    assert "No finished trial meets params &lt;= 1" in (sweep_dir / "report.html").read_text()

@@ -435,7 +435,10 @@ def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[s
         ("Parameter importance", importance_part),
     ]
     from netkiln.sweep.objectives import sweep_objectives
-    objectives = sweep_objectives(sweep_dir)[0]
+    objectives, constraints = sweep_objectives(sweep_dir)
+    if best is None and constraints and any(t.status == "ok" for t in trials):
+        sections[1] = ("Best model", f'<p class="note">No finished trial meets {esc(constraints.describe())} '
+                                     "(the constraints column says what each breaks).</p>")
     if len(objectives) > 1:             # several objectives: their trade-off, after the best model
         from netkiln.sweep.pareto_plot import pareto_svg
         sections.insert(2, (f"Pareto front: {objectives[0]} against {objectives[1]}",
