@@ -38,6 +38,8 @@ def _plain():
 def test_every_saved_kind_has_one_registered_class():
     assert {k: c for k, c in PREPARATIONS.items() if k in (None, "table", "arrays", "images")} == {
         None: PlainPreparation, "table": TablePreparation, "arrays": ArraysPreparation, "images": ImagesPreparation}
+    from netkiln.data.text_preparation import TextPreparation
+    assert PREPARATIONS["text"] is TextPreparation and TextPreparation.export_dtype == "int64"
     with pytest.raises(NetkilnError, match="unknown preprocessing kind 'holograms'"):
         preparation_for({"kind": "holograms"})
 

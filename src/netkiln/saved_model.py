@@ -71,8 +71,8 @@ class SavedModel:
 
         if isinstance(data, dict):
             data = pd.DataFrame(data)
-        if isinstance(data, pd.Series) and data.dtype == object:
-            data = data.tolist()
+        if isinstance(data, (pd.Series, np.ndarray)) and (data.dtype == object or pd.api.types.is_string_dtype(data)):
+            data = data.tolist()            # texts (or image paths)
         if isinstance(data, (str, Path)):
             data = [data]
         if isinstance(data, pd.DataFrame):

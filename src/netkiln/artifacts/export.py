@@ -1,8 +1,9 @@
 """`netkiln export`: a bundle's network as ONNX, a torch.export program (.pt2) or TorchScript (deprecated by torch),
 with a JSON sidecar documenting its preparation.
 
-The exported graph takes prepared input (as the network saw it in training) unless `embed_preparation` bakes the
-saved standardisation into it, and returns logits unless `probabilities` appends softmax (sigmoid for binary).
+The exported graph takes prepared input (as the network saw it in training; a text model's int64 token ids, with
+the vocabulary beside it in model.vocab.json) unless `embed_preparation` bakes the saved standardisation into it, and
+returns logits unless `probabilities` appends softmax (sigmoid for binary).
 After writing, the file is loaded back (onnxruntime / torch.export.load / torch.jit.load) and its outputs are compared with PyTorch's
 on the same inputs; the largest absolute difference goes into the sidecar.
 """
@@ -156,7 +157,7 @@ def _sidecar(bundle: Bundle, fmt: str, path: Path, module: ExportModule, opset: 
         "netkiln": __version__,
         "torch": torch.__version__,
         "run": str(bundle.run_dir),
-        "input": {"name": "input", "shape": ["batch", *bundle.input_shape], "dtype": "float32",
+        "input": {"name": "input", "shape": ["batch", *bundle.input_shape], "dtype": bundle.preparer.export_dtype,
                   "layout": bundle.layout, "feature_names": bundle.feature_names,
                   "prepared": not module.standardize},
         "preparation": bundle.preparation,
@@ -170,6 +171,11 @@ def _sidecar(bundle: Bundle, fmt: str, path: Path, module: ExportModule, opset: 
 def sidecar_path(path: Path) -> Path:
     """model.onnx -> model.onnx.json: the two formats' sidecars never overwrite each other."""
     return path.with_name(path.name + ".json")
+
+
+def vocabulary_path(path: Path) -> Path:
+    """model.onnx -> model.vocab.json: a text model's {token: id}."""
+    return path.with_name(path.stem + ".vocab.json")
 
 
 def _output_shape(bundle: Bundle) -> list:
@@ -216,6 +222,10 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", output: Any = None, *, opse
             if diff > tolerance:
                 log.warning("the exported model's outputs differ from PyTorch's by up to %.3g (tolerance %g)",
                             diff, tolerance)
+    vocabulary = preparer.vocabulary_json()
+    if vocabulary is not None:          # text: the token ids the graph takes, by token
+        info["vocabulary_file"] = vocabulary_path(path).name
+        write_json_atomic(vocabulary_path(path), vocabulary)
     write_json_atomic(sidecar_path(path), info)
     info["path"] = str(path)
     info["sidecar"] = str(sidecar_path(path))

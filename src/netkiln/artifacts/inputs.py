@@ -1,4 +1,5 @@
-"""Reading a prediction input in chunks: CSV/TSV and Parquet as DataFrames, NPZ/NPY as arrays.
+"""Reading a prediction input in chunks: CSV/TSV and Parquet as DataFrames, NPZ/NPY as arrays, a text file of
+lines (a text model's input, one text a line) as lists of strings.
 
 Nothing here holds the whole file: CSV is parsed `chunk_rows` rows at a time, Parquet is read by record batches,
 an NPZ member is decoded straight from its (possibly compressed) zip stream and an NPY file is memory-mapped.
@@ -16,6 +17,7 @@ from netkiln.errors import NetkilnError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ARRAY_SUFFIXES = {".npz": "npz", ".npy": "npy"}
+FORMATS = ("csv", "tsv", "parquet", "npz", "npy", "lines")
 
 
 @dataclass
@@ -27,7 +29,7 @@ class Chunk:
 @dataclass
 class InputFile:
     path: Path
-    format: str         # csv | tsv | parquet | npz | npy
+    format: str         # csv | tsv | parquet | npz | npy | lines
     key: str = "input"
     npz_key: str | None = None
 
@@ -48,11 +50,11 @@ class InputFile:
         if self.format in ("npz", "npy"):
             shape = self._array_header()[0]
             return int(shape[0]) if shape else 0
-        return _count_lines(self.path) - 1
+        return _count_lines(self.path) - (self.format != "lines")        # a table's header line
 
     def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         reader = {"csv": self._text_chunks, "tsv": self._text_chunks, "parquet": self._parquet_chunks,
-                  "npz": self._npz_chunks, "npy": self._npy_chunks}[self.format]
+                  "npz": self._npz_chunks, "npy": self._npy_chunks, "lines": self._line_chunks}[self.format]
         yield from reader(chunk_rows)
 
     # ------------------------------------------------------------------------------------------------ tables
@@ -92,6 +94,27 @@ class InputFile:
             frame.index = range(start, start + len(frame))
             yield Chunk(start, frame)
             start += len(frame)
+
+    def _line_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        """One text a line, UTF-8. A blank line is refused with its number: skipping it would shift every later
+        prediction against the input's lines."""
+        start, batch = 0, []
+        with open(self.path, "rb") as fh:
+            for number, raw in enumerate(fh, 1):
+                try:
+                    text = raw.decode("utf-8-sig" if number == 1 else "utf-8").rstrip("\r\n")
+                except UnicodeDecodeError as err:
+                    raise NetkilnError(f"the line is not UTF-8 text ({err.reason}: {raw[err.start:err.end]!r})",
+                                       key=self.key, file=str(self.path), line=number) from None
+                if not text.strip():
+                    raise NetkilnError("the line is empty; give one text a line (every line gets a prediction, "
+                                       "in order)", key=self.key, file=str(self.path), line=number)
+                batch.append(text)
+                if len(batch) == chunk_rows:
+                    yield Chunk(start, batch)
+                    start, batch = start + len(batch), []
+        if batch:
+            yield Chunk(start, batch)
 
     # ------------------------------------------------------------------------------------------------ arrays
     def _npz_member(self) -> str:
@@ -212,9 +235,19 @@ def open_input(path: Any, *, key: str = "input", format: str | None = None, npz_
         raise NetkilnError("expected a file, but this is a folder", key=key, file=str(p))
     known = {**TABLE_SUFFIXES, **ARRAY_SUFFIXES}
     fmt = format if format not in (None, "", "auto") else known.get(p.suffix.lower())
-    if fmt not in set(known.values()):
-        raise NetkilnError(f"cannot tell the input format from '{p.suffix}'; use a .csv, .tsv, .parquet, .npz or .npy "
-                           "file, or set input_format=csv|tsv|parquet|npz|npy", key=key, file=str(p))
+    if fmt not in FORMATS:
+        raise NetkilnError(f"cannot tell the input format from '{p.suffix}'; use a .csv, .tsv, .parquet, .npz, .npy "
+                           "or (text models) .txt file, or set input_format=csv|tsv|parquet|npz|npy|lines", key=key,
+                           file=str(p))
     if p.stat().st_size == 0:
         raise NetkilnError("the file is empty", key=key, file=str(p))
     return InputFile(p, fmt, key, npz_key)
+
+
+def for_model(file: InputFile, reads_lines: bool, explicit_format: str | None = None) -> InputFile:
+    """A .txt file holds one input a line (a text) for a model whose preparation reads lines, unless the user named
+    its format; for other models it stays CSV, as before."""
+    if reads_lines and file.format == "csv" and file.path.suffix.lower() == ".txt" \
+            and explicit_format in (None, "", "auto"):
+        return InputFile(file.path, "lines", file.key, file.npz_key)
+    return file

@@ -20,9 +20,10 @@ def _task(cfg) -> None:
     info = export_bundle(bundle, fmt, cfg.output, opset=opset,
                          embed_preparation=bool(cfg.embed_preparation), probabilities=bool(cfg.probabilities),
                          check=bool(cfg.check))
-    print(f"exported {fmt} to {info['path']} (input {tuple(info['input']['shape'])}, "
-          f"{'raw' if not info['input']['prepared'] else 'prepared'} values; see {info['sidecar']} for the "
-          "preparation)")
+    values = ("int64 token ids" if info["input"]["dtype"] == "int64" else
+              f"{'raw' if not info['input']['prepared'] else 'prepared'} values")
+    print(f"exported {fmt} to {info['path']} (input {tuple(info['input']['shape'])}, {values}; see {info['sidecar']} "
+          "for the preparation)")
     check = info.get("check")
     if check and "max_abs_diff" in check:
         print(f"check: max abs difference from PyTorch on {check['rows']} rows: {check['max_abs_diff']:.3g}")

@@ -25,6 +25,7 @@ from .target_scale import TARGET_SCALES, fit_target_scale
 from .tables import read_table
 from . import arrays as _arrays, images as _images, tabular as _tabular  # noqa: F401 - register csv, npz, images
 from . import table_preparation as _table_preparation  # noqa: F401 - registers the table kind
+from . import text_preparation as _text_preparation  # noqa: F401 - registers the text kind
 from . import text as _text, reviews as _reviews  # noqa: F401 - register text, reviews
 from .prepare import prepare_features
 

@@ -138,6 +138,18 @@ class Preparation:
         reads it as training did, but fits nothing (the saved steps are applied instead)."""
         return {**node, "standardize": False}
 
+    # ------------------------------------------------------------------------------------------------ evaluate
+    examples_name = "example"       # the column of mistakes.csv that shows a row's raw example
+
+    def examples_of_source(self, raw, split_indices: dict, splits: tuple) -> list | None:
+        """The raw examples (texts) of the rows of `splits`, in order, from the source that was loaded again
+        (`RawSource`), when showing them helps (evaluate's mistakes.csv); None otherwise."""
+        return None
+
+    def examples_of_table(self, frame) -> list | None:
+        """The raw examples of a labelled table's rows, as `examples_of_source`."""
+        return None
+
     # ------------------------------------------------------------------------------------------------ export
     def embeddable_standardize(self) -> dict | None:
         """The standardisation an exported graph can apply itself (None when there is none); an error when the
@@ -152,6 +164,10 @@ class Preparation:
             return "the graph applies the saved standardisation itself: feed raw values"
         return ("feed prepared values: apply `preparation` first (netkiln predict does this), e.g. "
                 "standardize: (x - mean) / std along feature_axis")
+
+    def vocabulary_json(self) -> dict | None:
+        """A text kind's {token: id}, exported beside the graph; None for kinds without tokens."""
+        return None
 
     def example_inputs(self, n: int, seed: int = 0, raw: bool = False):
         """Deterministic inputs shaped like the model's (an export's trace and check): N(0, 1) in prepared space,

@@ -24,6 +24,7 @@ log = logging.getLogger("netkiln")
 
 SPLITS = ("auto", "train", "val", "test", "all")
 MAX_PRINTED_CLASSES = 50           # more classes: the per-class table goes to per_class.csv only
+MISTAKES = 20                      # mistakes.csv (text): this many wrong predictions, the most confident first
 
 
 # ------------------------------------------------------------------------------------------------ data
@@ -52,17 +53,24 @@ def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor,
 
 def run_data(bundle: Bundle, split: str):
     """(name, split, x, y) from the run's own data config, rebuilt as in training."""
-    from netkiln.data import load_dataset
+    return _run_data(bundle, split)[:4]
+
+
+def _run_data(bundle: Bundle, split: str):
+    """run_data and the split's raw examples (texts) in the rows' order, when the preparation keeps them."""
+    from netkiln.data import load_dataset_and_source
     from netkiln.data.fingerprint import check_data_files
 
     check_data_files(bundle.config.get("data_files"))       # the files training read: still there, unchanged?
-    dataset = load_dataset(bundle.data_config, seed=bundle.seed)
+    dataset, raw = load_dataset_and_source(bundle.data_config, seed=bundle.seed)
     if _json_plain(dataset.preprocessing) != _json_plain(bundle.preparation):
         log.warning("the data's fitted preparation differs from the one saved with the model (the data files "
                     "changed since training?); evaluating on the data as it is now")
     split, x, y = _pick_split(dataset, split, own_data=True)
     _check_task(bundle, dataset.task, dataset.input_shape)
-    return dataset.name, split, x, y
+    examples = bundle.preparer.examples_of_source(raw, dataset.split_indices,
+                                                  ("train", "val", "test") if split == "all" else (split,))
+    return dataset.name, split, x, y, examples
 
 
 def _check_task(bundle: Bundle, task, input_shape) -> None:
@@ -78,7 +86,8 @@ def _check_task(bundle: Bundle, task, input_shape) -> None:
 
 
 def other_data(bundle: Bundle, data_cfg, split: str):
-    """(name, split, x, y) from a different data config, prepared with the bundle's saved preparation."""
+    """(name, split, x, y, examples) from a different data config, prepared with the bundle's saved preparation;
+    examples: the rows' raw examples (texts) when the preparation keeps them, else None."""
     from netkiln.data import load_dataset
     from netkiln.data.config import to_plain
 
@@ -94,7 +103,7 @@ def other_data(bundle: Bundle, data_cfg, split: str):
     from netkiln.artifacts.predictions import prepare_chunk
     x = prepare_chunk(bundle, Chunk(0, x.numpy()), InputFile(Path(str(node.get("path", node.get("name")))), "npy",
                                                               key="data"))
-    return dataset.name, split, x, y
+    return dataset.name, split, x, y, None
 
 
 def _other_table(bundle: Bundle, node: dict, split: str):
@@ -105,9 +114,20 @@ def _other_table(bundle: Bundle, node: dict, split: str):
         raise NetkilnError("on another table every row is evaluated; leave split at auto (or all).", key="split")
     frame = read_table(node.get("path"), format=node.get("format", "auto"), delimiter=node.get("delimiter"),
                        key="data.path")
+    frame = _labelled_rows(bundle, frame, key="data.path", file=str(node.get("path")))
     x, y = table_xy(bundle, frame, key="data.path", file=str(node.get("path")),
                     unknown_categories=node.get("unknown_categories"))
-    return Path(str(node.get("path"))).name, "all", x, y
+    return Path(str(node.get("path"))).name, "all", x, y, bundle.preparer.examples_of_table(frame)
+
+
+def _labelled_rows(bundle: Bundle, frame, *, key: str, file: str | None):
+    """The rows of a labelled table that have every target value (the others cannot be scored)."""
+    columns = [str(c) for c in (bundle.preparation.get("target") or {}).get("columns", [])]
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise NetkilnError(f"the table has no target column {missing[0]!r}; evaluation needs the true values",
+                           key=key, file=file)
+    return frame[frame[columns].notna().all(axis=1)].reset_index(drop=True)
 
 
 def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
@@ -119,11 +139,7 @@ def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
 
     prep = bundle.preparation
     columns = [str(c) for c in (prep.get("target") or {}).get("columns", [])]
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise NetkilnError(f"the table has no target column {missing[0]!r}; evaluation needs the true values",
-                           key=key, file=file)
-    frame = frame[frame[columns].notna().all(axis=1)].reset_index(drop=True)
+    frame = _labelled_rows(bundle, frame, key=key, file=file)
     unseen: list = []               # categories the training rows did not have
     try:
         x = prepare_features(frame.drop(columns=columns), prep, allow_extra=True, unseen=unseen)
@@ -205,9 +221,9 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     elif data_cfg is None:
         out = bundle.run_dir / "evaluation"
     if data_cfg is None:
-        data_name, split, x, y = run_data(bundle, split)
+        data_name, split, x, y, examples = _run_data(bundle, split)
     else:
-        data_name, split, x, y = other_data(bundle, data_cfg, split)
+        data_name, split, x, y, examples = other_data(bundle, data_cfg, split)
     task, network = bundle.task, bundle.network
     loss_name, metrics = bundle_metrics(bundle, x, y, batch_size)
     target_scale = TargetScale.of(bundle.preparation)        # residuals in the target's units
@@ -227,6 +243,8 @@ def evaluate_bundle(bundle: Bundle, *, data_cfg=None, split: str = "auto", out: 
     try:
         with staged_folder(out) as stage:   # written whole or not at all: never one split's files beside another's
             _write_report(stage, report, task, bundle, data_name, split, y, outputs, plots)
+            if examples is not None and task.is_classification:
+                _write_mistakes(stage, report, bundle, x, y, outputs, examples, batch_size)
             report["files"] = {name: str(out / Path(path).name) for name, path in report["files"].items()}
             report["files"]["evaluation"] = str(out / "evaluation.json")
             write_json_atomic(stage / "evaluation.json", report)
@@ -275,6 +293,31 @@ def _write_report(out: Path, report: dict, task, bundle: Bundle, data_name: str,
             files["curves"] = str(curves)
 
 
+def _write_mistakes(out: Path, report: dict, bundle: Bundle, x, y, outputs, examples: list,
+                    batch_size: int) -> None:
+    """mistakes.csv: the MISTAKES wrong predictions the model was surest of, with their raw example (the text),
+    true and predicted label and the predicted label's probability."""
+    from netkiln.artifacts.predictions import class_labels, forward, probabilities
+
+    task = bundle.task
+    predicted = (outputs.reshape(-1) > 0).long() if task.kind == "binary" else outputs.reshape(-1)
+    wrong = (predicted != y.long().reshape(-1)).nonzero().flatten()
+    sure = [probabilities(task, forward(bundle.network, x[wrong[i:i + batch_size]]))
+            .gather(1, predicted[wrong[i:i + batch_size]].reshape(-1, 1)).flatten()
+            for i in range(0, len(wrong), batch_size)]
+    sure = torch.cat(sure) if sure else torch.zeros(0)
+    labels = [str(v) for v in class_labels(bundle)]
+    name = bundle.preparer.examples_name
+    rows = []
+    for j in torch.argsort(sure, descending=True, stable=True)[:MISTAKES].tolist():
+        row = int(wrong[j])
+        rows.append({name: examples[row], "true": labels[int(y[row])], "predicted": labels[int(predicted[row])],
+                     "probability": round(float(sure[j]), 6)})
+    report["mistakes"] = {"wrong": int(len(wrong)), "listed": len(rows)}
+    report["files"]["mistakes"] = str(write_text_atomic(
+        out / "mistakes.csv", csv_text(rows, [name, "true", "predicted", "probability"])))
+
+
 def _check_replaceable(out: Path) -> None:
     """evaluate replaces its output folder whole: refuse a folder that holds anything but an earlier evaluation."""
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "evaluation.json").is_file())):
@@ -303,5 +346,9 @@ def format_report(report: dict) -> str:
         lines += ["", _format_table(per_class)]
     elif per_class:
         lines += ["", f"precision, recall and F1 of the {len(per_class)} classes: per_class.csv"]
+    mistakes = report.get("mistakes")
+    if mistakes and mistakes["listed"]:
+        lines += ["", f"the {mistakes['listed']} most confident of {mistakes['wrong']} wrong predictions: "
+                      "mistakes.csv"]
     lines += ["", f"written to {Path(report['files']['evaluation']).parent}"]
     return "\n".join(lines)
