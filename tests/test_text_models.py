@@ -64,3 +64,49 @@ def test_auto_picks_textcnn_for_token_ids():
 def test_models_without_an_embedding_are_refused_on_token_ids(name):
     with pytest.raises(ModelSpecError, match=r"^model.layers\[0\] .*start the layers with `- embedding"):
         compile_model(composed(f"model={name}").model, (T,), BINARY, vocab_size=V)
+
+
+# --- end to end, on a tiny CSV of texts -----------------------------------------------------------------------
+POSITIVE, NEGATIVE = "good great fine superb lovely fun".split(), "bad awful dull poor boring weak".split()
+FILLER = [f"w{i}" for i in range(80)]       # enough distinct words that max_tokens 50 and 100 differ
+
+
+def texts_csv(path, rows=60, seed=0):
+    import csv
+    import random
+
+    rng = random.Random(seed)
+    with open(path, "w", newline="") as f:
+        out = csv.writer(f)
+        out.writerow(["review", "label"])
+        for i in range(rows):
+            words = rng.sample(FILLER, rng.randint(2, 12)) + [rng.choice(POSITIVE if i % 2 else NEGATIVE)]
+            rng.shuffle(words)
+            out.writerow([" ".join(words), "pos" if i % 2 else "neg"])
+    return path
+
+
+def text_data(path):
+    return ["data=text", f"data.path={path}", "data.text=review", "data.target=label", "trainer=debug",
+            "trainer.max_epochs=1", "trainer.enable_progress_bar=false", "batch_size=16",
+            "model.vars.width=4", "model.vars.embed_dim=8"]
+
+
+@pytest.mark.slow
+def test_a_text_sweep_over_models_and_vocabulary_sizes_works(tmp_path):
+    import csv
+
+    from netkiln.cli import main
+
+    sweep_dir = tmp_path / "sweep"
+    data = texts_csv(tmp_path / "reviews.csv")
+    assert main(["train", "-m", *text_data(data), "model=textcnn,textrnn", "data.max_tokens=50,100",
+                 f"hydra.sweep.dir={sweep_dir}"]) == 0
+    rows = list(csv.DictReader(open(sweep_dir / "leaderboard.csv")))
+    assert [r["status"] for r in rows] == ["ok"] * 4
+    by_trial = {r["overrides"]: r for r in rows}
+    assert set(by_trial) == {f"model={m} data.max_tokens={n}" for m in ("textcnn", "textrnn") for n in (50, 100)}
+    # a larger vocabulary, a larger embedding: each trial compiled against its own data
+    for model in ("textcnn", "textrnn"):
+        small, large = (int(by_trial[f"model={model} data.max_tokens={n}"]["params"]) for n in (50, 100))
+        assert large > small
