@@ -245,7 +245,7 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
                            key=f"{path}.test_path")
     info: dict[str, Any] = {"source": "file", "file": str(tf.path), "format": tf.format}
     kept, target_frame, split_frame, text_columns, summaries = _survey(source, plan, path, info)
-    y, task, target_info = _encode_target(target_frame, plan, tf, path)
+    y, task, target_info = _encode_target_compactly(target_frame, plan, tf, path)
     del target_frame
     fixed = _split_from_column(split_frame, plan.split_column, tf, path) if plan.split_column else None
     info.update({
@@ -279,6 +279,22 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
 
     return RawSource(x=None, y=y, task=task, layout="flat", info=info, fixed_split=fixed, row_ids=kept,
                      streamed=streamed, ignores_split_test=True, table=table)
+
+
+def _encode_target_compactly(frame, plan: TablePlan, tf, path: str):
+    """`_encode_target` on each distinct target value once (its first row), then spread to every row: the same
+    classes and codes without a text key per row (2,000,000 rows: ~80 MB less). Regression needs no keys."""
+    if len(plan.target) > 1:
+        return _encode_target(frame, plan, tf, path)
+    import pandas as pd
+
+    column = frame[plan.target[0]]
+    codes, _ = pd.factorize(column)
+    first = frame[~column.duplicated().to_numpy()]          # one row per distinct value, in factorize's order
+    y, task, info = _encode_target(first, plan, tf, path)
+    if not task.is_classification:
+        return _encode_target(frame, plan, tf, path)
+    return y[codes], task, info
 
 
 def _split_of(idx: dict[str, np.ndarray], n: int) -> np.ndarray:

@@ -151,16 +151,25 @@ class DiskTrainChunks:
                                            "removed while training?)")
                     ys.append(self.y[lo:hi])
                     filled += hi - lo
+                window_x = torch.from_numpy(buffer[:filled])
+                window_y = torch.cat(ys)
                 order = torch.from_numpy(perm)
-                xw = torch.from_numpy(buffer[:filled])[order]     # the window's rows, shuffled (a copy)
-                yw = torch.cat(ys)[order]
-                if carry_x is not None:
-                    xw, yw = torch.cat([carry_x, xw]), torch.cat([carry_y, yw])
-                full = len(xw) - len(xw) % self.chunk_rows
-                for start in range(0, full, self.chunk_rows):
-                    yield self._chunk(xw[start:start + self.chunk_rows], yw[start:start + self.chunk_rows])
-                carry_x, carry_y = (xw[full:].clone(), yw[full:].clone()) if full < len(xw) else (None, None)
-                del xw, yw
+                # Chunk by chunk: each gathers its rows from the window (a copy of one chunk, never of the window).
+                start = 0
+                if carry_x is not None:            # the previous window's last rows start this window's first chunk
+                    take = order[:self.chunk_rows - len(carry_x)]
+                    carry_x, carry_y = torch.cat([carry_x, window_x[take]]), torch.cat([carry_y, window_y[take]])
+                    start = len(take)
+                    if len(carry_x) < self.chunk_rows:
+                        continue
+                    yield self._chunk(carry_x, carry_y)
+                    carry_x = carry_y = None
+                while start + self.chunk_rows <= len(order):
+                    take = order[start:start + self.chunk_rows]
+                    yield self._chunk(window_x[take], window_y[take])
+                    start += self.chunk_rows
+                if start < len(order):
+                    carry_x, carry_y = window_x[order[start:]], window_y[order[start:]]
         if carry_x is not None:
             yield self._chunk(carry_x, carry_y)
 
