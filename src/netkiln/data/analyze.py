@@ -88,8 +88,12 @@ def analyze_data(data_cfg: Any, seed: int = 0):
              **_stats(y_all[:, j].astype(np.float64)),
              "median": _num(np.median(y_all[:, j])) if len(y_all) else None} for j in range(y_all.shape[1])]}
 
-    # columns (tables) or per-feature statistics (arrays)
-    if raw.table is not None:
+    text = raw.table is not None and raw.table.get("kind") == "text"
+    # columns (tables), texts (lengths, vocabulary, out-of-vocabulary, tokens per class) or per-feature statistics
+    if text:
+        from .analyze_text import text_report
+        report["text"] = text_report(raw, ds, warnings)
+    elif raw.table is not None:
         report["columns"] = _table_columns(raw, ds, warnings)
     else:
         report["features"] = _array_features(raw, ds)
@@ -100,7 +104,10 @@ def analyze_data(data_cfg: Any, seed: int = 0):
 
     # duplicates and rows shared between splits (on the prepared features the model sees)
     # (tables: on the raw feature values, so that imputation cannot make different rows look alike)
-    if raw.table is not None:
+    if text:                    # the texts themselves, not their (truncated) token ids
+        from .analyze_text import text_row_hashes
+        hashes = text_row_hashes(raw, ds)
+    elif raw.table is not None:
         hashes = _table_row_hashes(raw, ds)
     else:
         hashes = {s: _row_hashes(getattr(ds, f"x_{s}").numpy()) for s in ("train", "val", "test")}
@@ -270,6 +277,9 @@ def print_report(report: dict, console=None) -> None:
                          str(c["unique"]), *(_fmt(c.get(k)) for k in ("mean", "std", "min", "max")),
                          f"{c['top']} ×{c['top_count']}" if "top" in c else "")
         console.print(cols)
+    elif "text" in report:
+        from .analyze_text import print_text
+        print_text(report["text"], console)
     elif report.get("features"):
         feats = Table(title="features", title_justify="left")
         for h in ("feature", "mean", "std", "min", "max"):
@@ -325,7 +335,10 @@ def plot_report(report: dict, context: dict, path) -> None:
     import matplotlib.pyplot as plt
 
     ds, raw = context["dataset"], context["raw"]
-    if ds.layout == "image":
+    if ds.layout == "tokens":
+        from .analyze_text import plot_text
+        fig = plot_text(plt, report, ds, _plot_target, _grid)
+    elif ds.layout == "image":
         fig = _plot_images(plt, report, ds)
     elif ds.layout == "sequence":
         fig = _plot_sequences(plt, report, ds)

@@ -8,7 +8,7 @@ How a review is made (`generate_reviews`, deterministic for a seed; cached under
   aspects reviewers talk about (battery, plot, service...); brand names, model codes, people's names, cities,
   prices and dates are drawn from generated lists. These words carry no sentiment, and give the vocabulary its
   thousands of rare words (plus a few typos).
-- A tone (positive, negative or mixed) sets the odds of each opinion's polarity. Between 1 and 9 sentences:
+- Between 1 and 12 sentences:
   opinions about an aspect ("the battery is really great"), factual filler ("I bought the Zentrova X20 in May"),
   and verdicts ("I would not recommend it").
 - Each opinion has a value: the adjective's strength times an intensifier ("extremely") or a downtoner
@@ -16,8 +16,10 @@ How a review is made (`generate_reviews`, deterministic for a seed; cached under
   gripping", "is anything but cheap"; "not bad" is only mildly good) while "could not be more" intensifies; in a
   contrast ("X but Y", "although X, Y", "Y even though X") the main clause Y counts much more than X; an
   expectation ("I expected it to be great, but it was dull") counts only what it turned out to be.
-- The label follows the sum of the values (at least +1: positive, at most -1: negative, else neutral); then 3% of
-  the labels are replaced by a random class (annotator noise).
+- The label is drawn first (37% negative, 26% neutral, 37% positive) and sets the odds of each opinion's polarity;
+  a draft whose summed value does not clearly agree with it (at least 1.4 for positive, at most -1.4 for
+  negative, within +-0.6 for neutral) is rewritten. No text appears twice. Then 3% of the labels are replaced by a
+  random class (annotator noise).
 
 A bag-of-words TF-IDF + logistic regression baseline scores well but not perfectly on it (README, "Text"): it
 cannot tell which side of a "but" a word sits on, or what a negation three words back applies to.
@@ -39,7 +41,7 @@ from .text import TOKENIZER_KEYS, _refuse_standardize, text_source, tokenizer_se
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = 1              # bump when the generator's output changes: the cache key includes it
+GENERATOR_VERSION = 2              # bump when the generator's output changes: the cache key includes it
 GENERATOR_ARGS = ("num_samples", "label_noise", "seed")
 DEFAULTS = {"num_samples": 6000, "label_noise": 0.03, "seed": 0}
 CLASSES = ("negative", "neutral", "positive")
@@ -406,12 +408,15 @@ def generate_reviews(num_samples: int = 6000, label_noise: float = 0.03, seed: i
 
     rng = random.Random(seed)
     writer = _Writer(rng, _brands(rng))
-    texts, labels = [], []
-    for _ in range(num_samples):
+    texts, labels, seen = [], [], set()
+    while len(texts) < num_samples:
         r = rng.random()
         label = 0 if r < LABEL_SHARES[0] else 1 if r < LABEL_SHARES[0] + LABEL_SHARES[1] else 2
-        texts.append(writer.review(label))
-        labels.append(label)
+        text = writer.review(label)
+        if text not in seen:            # no text twice: no split shares a text with another
+            seen.add(text)
+            texts.append(text)
+            labels.append(label)
     for i in range(num_samples):
         if rng.random() < label_noise:
             labels[i] = int(rng.random() * len(CLASSES))
