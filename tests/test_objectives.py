@@ -106,6 +106,7 @@ def test_a_multi_objective_study_resumes(two_objective_sweep, tmp_path):
     ("hydra.sweeper.objectives=[val/acc:up]", "the direction must be max or min"),
     ("hydra.sweeper.objectives=[val/r2:max]", "a multiclass run records no 'val/r2'"),
     ("hydra.sweeper.max_latency_ms=-1", "max_latency_ms must be a positive number"),
+    ("hydra.sweeper.direction=minimize", "leave hydra.sweeper.direction at auto"),
 ])
 def test_bad_objective_settings_exit_2(tmp_path, capsys, setting, message):
     rc = _sweep(tmp_path / "sweep", "hydra/sweeper=optuna", "model=mlp", "optimizer.lr=interval(1e-3,1e-1)",
