@@ -7,8 +7,9 @@
     model.evaluate()                # the metrics `netkiln evaluate` writes into evaluation.json (test split)
     model.evaluate(frame)           # ... on a labelled table; or evaluate((x, y))
 
-Input is what `netkiln predict` reads, already in memory: a pandas DataFrame with the training columns, or a numpy
-array / torch tensor of rows (raw, or already prepared in the model's input shape). Every step is the CLI's own
+Input is what `netkiln predict` reads, already in memory: a pandas DataFrame with the training columns, a numpy
+array / torch tensor of rows (raw, or already prepared in the model's input shape), or for a text model a list of
+strings (`model.predict(["a fine film", "dull"])`). Every step is the CLI's own
 code (artifacts.predictions and training.bundle_evaluation), so both give the same numbers.
 """
 from __future__ import annotations

@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from .preparations import preparation_for
+
 IMBALANCE_RATIO = 3.0           # largest class / smallest class above this: a warning
 MAX_FEATURE_STATS = 500         # per-feature statistics kept in analysis.json
 PLOT_FEATURES = 11
@@ -88,11 +90,11 @@ def analyze_data(data_cfg: Any, seed: int = 0):
              **_stats(y_all[:, j].astype(np.float64)),
              "median": _num(np.median(y_all[:, j])) if len(y_all) else None} for j in range(y_all.shape[1])]}
 
-    text = raw.table is not None and raw.table.get("kind") == "text"
-    # columns (tables), texts (lengths, vocabulary, out-of-vocabulary, tokens per class) or per-feature statistics
-    if text:
-        from .analyze_text import text_report
-        report["text"] = text_report(raw, ds, warnings)
+    preparation = preparation_for(ds.preprocessing)
+    own = preparation.analysis(raw, ds, warnings)      # a kind's own section, e.g. text: lengths, vocabulary, ...
+    # columns (tables), the kind's own section or per-feature statistics
+    if own is not None:
+        report.update(own)
     elif raw.table is not None:
         report["columns"] = _table_columns(raw, ds, warnings)
     else:
@@ -104,12 +106,10 @@ def analyze_data(data_cfg: Any, seed: int = 0):
 
     # duplicates and rows shared between splits (on the prepared features the model sees)
     # (tables: on the raw feature values, so that imputation cannot make different rows look alike)
-    if text:                    # the texts themselves, not their (truncated) token ids
-        from .analyze_text import text_row_hashes
-        hashes = text_row_hashes(raw, ds)
-    elif raw.table is not None:
+    hashes = preparation.row_hashes(raw, ds)            # text: the texts themselves, not their (cut) token ids
+    if hashes is None and raw.table is not None:
         hashes = _table_row_hashes(raw, ds)
-    else:
+    elif hashes is None:
         hashes = {s: _row_hashes(getattr(ds, f"x_{s}").numpy()) for s in ("train", "val", "test")}
     if raw.table is not None and raw.table.get("sampled_rows"):        # streamed: the sampled rows' targets
         ys = {s: ys[s][np.isin(ds.split_indices[s], raw.table["frame"].index)] for s in ys}

@@ -150,6 +150,17 @@ class Preparation:
         """The raw examples of a labelled table's rows, as `examples_of_source`."""
         return None
 
+    # ------------------------------------------------------------------------------------------------ analyze
+    def analysis(self, raw, ds, warnings: list[str]) -> dict | None:
+        """`netkiln analyze`'s report section(s) of this kind, from the source (`RawSource`) and the split dataset,
+        or None for the generic ones (a table's columns, arrays' per-feature statistics)."""
+        return None
+
+    def row_hashes(self, raw, ds) -> dict | None:
+        """{split: one hash per row} for analyze's duplicate search when the kind's raw rows say more than the
+        prepared x (None: analyze hashes the table's raw values or x)."""
+        return None
+
     # ------------------------------------------------------------------------------------------------ export
     def embeddable_standardize(self) -> dict | None:
         """The standardisation an exported graph can apply itself (None when there is none); an error when the

@@ -91,6 +91,15 @@ class TextPreparation(Preparation):
     def examples_of_table(self, frame) -> list | None:
         return self.texts_of(frame)
 
+    # ------------------------------------------------------------------------------------------------ analyze
+    def analysis(self, raw, ds, warnings: list[str]) -> dict | None:
+        from .analyze_text import text_report
+        return {"text": text_report(raw, ds, warnings)}
+
+    def row_hashes(self, raw, ds) -> dict | None:
+        from .analyze_text import text_row_hashes
+        return text_row_hashes(raw, ds)
+
     # ------------------------------------------------------------------------------------------------ saved JSON
     @classmethod
     def check_json(cls, p: dict, layout: str, shape: tuple, config: dict) -> None:
