@@ -268,3 +268,40 @@ def test_analyze_streams_a_table_over_the_budget(tmp_path, monkeypatch):
                f"hydra.run.dir={out}"])
     assert rc == 0 and json.loads((out / "analysis.json").read_text())["sample"]["rows"] == 200
     assert (out / "analysis.png").exists()
+
+
+# ----------------------------------------------------------------------------------------------- Parquet folders
+def parts(tmp_path, frames):
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i, frame in enumerate(frames):
+        frame.to_parquet(folder / f"part-{i}.parquet", index=False)
+    return folder
+
+
+def test_a_folder_of_parquet_files_is_one_table(tmp_path):
+    frame = table(300)
+    folder = parts(tmp_path, [frame.iloc[:100], frame.iloc[100:250], frame.iloc[250:]])
+    single = tmp_path / "t.parquet"
+    frame.to_parquet(single, index=False)
+    memory, streamed = both(folder)
+    whole = load_dataset(node(single))
+    assert_same_numbers(whole.preprocessing, memory.preprocessing)
+    assert_same_numbers(whole.preprocessing, streamed.preprocessing)
+    assert sorted(whole.split_indices["test"]) == list(streamed.split_indices["test"])
+
+
+def test_parquet_parts_whose_column_types_differ_are_refused(tmp_path, capsys):
+    """The schema changing between the row groups of a table (here its files): exit 2 naming the file."""
+    frame = table(300)
+    late = frame.iloc[200:].copy()
+    late["count"] = late["count"].map(lambda v: None if v != v else f"{v:g}")      # numbers written as text
+    folder = parts(tmp_path, [frame.iloc[:200], late])
+    for streaming in ("true", "false"):
+        rc = main(["train", *TRAIN, f"data.path={folder}", f"data.streaming={streaming}",
+                   f"hydra.run.dir={tmp_path / streaming}"])
+        err = capsys.readouterr().err
+        assert rc == 2, err
+        assert "part-1.parquet" in err and "column 'count' is " in err and "string here, double there" in err
+        assert "not a readable" not in err
+        assert not (tmp_path / streaming / "model").exists()

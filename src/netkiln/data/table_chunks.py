@@ -7,6 +7,7 @@ when the whole file is read. pandas and pyarrow are imported inside the function
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Iterator
 
 from netkiln.errors import NetkilnError
@@ -23,10 +24,22 @@ class TableChunks:
                  na_values: list | None = None, text_encoding: str = "utf-8", key: str = "data.path",
                  chunk_rows: int = CHUNK_ROWS):
         self.key = key
-        self.path = p = check_file(path, key)
-        self.format = table_format(p, format, key.rsplit(".", 1)[0] + ".format" if "." in key else "format")
-        if p.stat().st_size == 0:
-            raise NetkilnError("the file is empty", key=key, file=str(p))
+        self.files = None               # a folder of Parquet files (a dataset written in parts): its files, in order
+        p = Path(path).expanduser() if isinstance(path, (str, Path)) and str(path).strip() else None
+        if p is not None and p.is_dir():
+            self.path = p
+            self.files = sorted(f for f in p.iterdir() if f.suffix.lower() in (".parquet", ".pq") and f.is_file())
+            if not self.files:
+                raise NetkilnError("the folder holds no .parquet files", key=key, file=str(p))
+            if (format or "auto") not in ("auto", "parquet"):
+                raise NetkilnError(f"a folder is read as Parquet files, not {format}", key=key.rsplit(".", 1)[0]
+                                   + ".format")
+            self.format = "parquet"
+        else:
+            self.path = p = check_file(path, key)
+            self.format = table_format(p, format, key.rsplit(".", 1)[0] + ".format" if "." in key else "format")
+            if p.stat().st_size == 0:
+                raise NetkilnError("the file is empty", key=key, file=str(p))
         self.na_values = na_values or None
         self.text_encoding = text_encoding
         self.chunk_rows = int(chunk_rows)
@@ -54,27 +67,38 @@ class TableChunks:
             raise NetkilnError("the file has no columns", key=self.key, file=str(self.path))
         return names
 
-    def _parquet(self):
+    def _parquet(self, file: Path | None = None):
         import pyarrow.parquet as pq
 
+        file = file or (self.files[0] if self.files else self.path)
         try:
             # No pre-buffering: it reads a whole row group's column chunks at once (~2x the memory of a chunk).
-            return pq.ParquetFile(self.path, pre_buffer=False)
+            return pq.ParquetFile(file, pre_buffer=False)
         except Exception as err:  # noqa: BLE001 - pyarrow raises many types for a bad file
             raise NetkilnError(f"not a readable Parquet file ({type(err).__name__}: "
                                f"{str(err).splitlines()[0] if str(err) else ''})", key=self.key,
-                               file=str(self.path)) from None
+                               file=str(file)) from None
+
+    def _parquet_files(self):
+        """Each Parquet file with its reader; a file whose columns differ from the first file's is refused."""
+        first = self._parquet()
+        for file in self.files or [self.path]:
+            pf = self._parquet(file) if self.files else first
+            if not pf.schema_arrow.equals(first.schema_arrow):
+                raise NetkilnError(f"its columns differ from those of {self.files[0].name} "
+                                   f"({_schema_change(first, pf)}); every file of a Parquet folder needs the same "
+                                   "columns and types", key=self.key, file=str(file))
+            yield pf
 
     def raw_bytes(self) -> int:
         """About what pandas holds when the whole file is read: Parquet's uncompressed size, a text file's size."""
         if self.format == "parquet":
-            meta = self._parquet().metadata
-            return int(sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups)))
+            total = 0
+            for file in self.files or [self.path]:
+                meta = self._parquet(file).metadata
+                total += sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            return int(total)
         return int(self.path.stat().st_size)
-
-    def row_count_hint(self) -> int | None:
-        """Parquet's row count from its metadata; None for text files (counting them is a pass)."""
-        return int(self._parquet().metadata.num_rows) if self.format == "parquet" else None
 
     # --- the rows -----------------------------------------------------------------------------------------
     def chunks(self, columns: list[str] | None = None, text_columns=()) -> Iterator:
@@ -93,12 +117,14 @@ class TableChunks:
             raise NetkilnError("the file has a header but no data rows", key=self.key, file=str(self.path))
 
     def _parquet_chunks(self, columns):
-        pf = self._parquet()
         try:
-            for batch in pf.iter_batches(batch_size=self.chunk_rows, columns=columns, use_threads=False):
-                yield batch.to_pandas()
+            for pf in self._parquet_files():
+                for batch in pf.iter_batches(batch_size=self.chunk_rows, columns=columns, use_threads=False):
+                    yield batch.to_pandas()
             import pyarrow as pa
             pa.default_memory_pool().release_unused()       # hand the pass's buffers back to the system
+        except NetkilnError:
+            raise
         except Exception as err:  # noqa: BLE001 - a corrupt page or row group surfaces while reading
             raise NetkilnError(f"not a readable Parquet file ({type(err).__name__}: "
                                f"{str(err).splitlines()[0] if str(err) else ''})", key=self.key,
@@ -140,3 +166,15 @@ class TableChunks:
         except OSError as err:
             raise NetkilnError(f"cannot read the file: {err.strerror or err}", key=self.key,
                                file=str(self.path)) from None
+
+
+def _schema_change(first, other) -> str:
+    """'column 'price' is string here, double there' for the first column that differs."""
+    a, b = first.schema_arrow, other.schema_arrow
+    for name in a.names:
+        if name not in b.names:
+            return f"no column {name!r}"
+        if not a.field(name).type.equals(b.field(name).type):
+            return f"column {name!r} is {b.field(name).type} here, {a.field(name).type} there"
+    extra = [n for n in b.names if n not in a.names]
+    return f"an extra column {extra[0]!r}" if extra else "the columns are in another order"

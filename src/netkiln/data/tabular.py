@@ -542,7 +542,11 @@ def load_table(node: dict, path: str) -> RawSource:
     stream, budget, why = streaming.choose(node, path, source)
     if stream:
         return streaming.load_table_streamed(node, path, source, budget, why)
-    frame, tf = read_table_source(node.get("path"), key=f"{path}.path", **read)
+    if source.files:        # a folder of Parquet files, small enough: its parts read and joined
+        import pandas as pd
+        frame, tf = pd.concat(list(source.chunks())), source.table_file
+    else:
+        frame, tf = read_table_source(node.get("path"), key=f"{path}.path", **read)
     columns = [str(c) for c in frame.columns]
     plan = _plan(node, path, columns, tf)
     info: dict[str, Any] = {"source": "file", "file": str(tf.path), "format": tf.format,
