@@ -36,9 +36,11 @@ def test_pixels_to_float_equals_numpy_float_path(standardize):
     assert out.dtype == torch.float32 and torch.equal(out, torch.from_numpy(expected))
 
 
-def test_training_on_uint8_pixels_equals_training_on_float32_arrays(tmp_path):
+@pytest.mark.parametrize("loop", ["fast", "lightning"])
+def test_training_on_uint8_pixels_equals_training_on_float32_arrays(tmp_path, loop):
     """The same pictures as an image folder (uint8, scaled per batch) and as a float32 .npz: same split, same
-    standardisation, same batches, so the same weights and metrics to the last bit."""
+    standardisation, same batches, so the same weights and metrics to the last bit; also through Lightning's own
+    step and validation loops (a callback with per-batch hooks turns the fast path off)."""
     from safetensors.torch import load_file
 
     root = make_images(tmp_path / "shapes", per_class=10)
@@ -49,6 +51,8 @@ def test_training_on_uint8_pixels_equals_training_on_float32_arrays(tmp_path):
     np.savez(tmp_path / "same.npz", x=x, y=y)
     common = ["model=cnn2d", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "batch_size=8",
               "data.standardize=true", "callbacks=none"]
+    if loop == "lightning":
+        common.append("+callbacks.extra=[{_target_: pytorch_lightning.callbacks.Timer}]")
     assert main(["train", "data=images", f"data.path={root}", "data.image_size=[8,8]", *common,
                  f"hydra.run.dir={tmp_path / 'uint8'}"]) == 0
     assert main(["train", "data=npz", f"data.path={tmp_path / 'same.npz'}", *common,
