@@ -190,3 +190,18 @@ def test_the_training_inputs_survive_pickling_for_ddp_spawn():
     b = pickle.loads(pickle.dumps(a))                  # the generator is rebuilt from (seed, epoch) on arrival
     b.new_epoch(5, 2)
     assert torch.equal(b(batch()), first)
+
+
+def test_image_arrays_from_an_npz_are_augmented_without_clipping(tmp_path):
+    import numpy as np
+
+    from netkiln.data import load_dataset
+
+    y = np.arange(40) % 2
+    x = np.random.default_rng(0).normal(0, 1, (40, 1, 6, 6)).astype(np.float32)
+    np.savez(tmp_path / "img.npz", x=x, y=y)
+    ds = load_dataset({"name": "npz", "path": str(tmp_path / "img.npz"), "augment": ["random_contrast"]}, seed=0)
+    inputs = training_inputs(ds, 0)
+    assert ds.pixels is None and isinstance(inputs, Augmenter) and inputs.clip is None   # range unknown: no clip
+    inputs.new_epoch(0, 0)
+    assert not torch.equal(inputs(ds.x_train), ds.x_train)
