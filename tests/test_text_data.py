@@ -358,3 +358,57 @@ def test_reviews_bag_of_words_baseline_is_good_but_not_perfect():
     model = LogisticRegression(C=10, max_iter=3000).fit(x, ds.y_train.numpy())
     acc = float((model.predict(vec.transform([texts[i] for i in test])) == ds.y_test.numpy()).mean())
     assert 0.78 <= acc <= 0.90, acc
+
+
+def test_non_utf8_bytes_deep_in_a_large_file_name_the_right_line(tmp_path):
+    from netkiln.data.text import check_decodable
+
+    p = tmp_path / "big.txt"
+    line = "é" * 100 + "ab\n"           # 203 bytes a line: the first 1 MiB chunk ends inside an é
+    p.write_bytes((line * 9000).encode() + b"bad \xff byte\n" + (line * 10).encode())
+    with pytest.raises(NetkilnError) as e:
+        check_decodable(p, "utf-8", "data.path")
+    assert e.value.line == 9001 and e.value.file == str(p)
+    p.write_bytes((line * 9000).encode() + "é".encode()[:1])          # cut inside the last character
+    with pytest.raises(NetkilnError) as e:
+        check_decodable(p, "utf-8", "data.path")
+    assert e.value.line == 9001
+    p.write_bytes((line * 9000).encode())
+    check_decodable(p, "utf-8", "data.path")
+
+
+def _folder(root, rows):
+    for i, (text, label) in enumerate(rows):
+        (root / label).mkdir(parents=True, exist_ok=True)
+        (root / label / f"{i:03d}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
+def test_folder_with_a_test_folder_and_bad_files(tmp_path):
+    rows = _reviews(60)
+    train, test = _folder(tmp_path / "train", rows), _folder(tmp_path / "test", _reviews(12, seed=1))
+    ds = load_dataset({"name": "text", "path": str(train), "test_path": str(test)}, 0)
+    assert ds.split_sizes["test"] == 12 and ds.split_sizes["train"] + ds.split_sizes["val"] == 60
+    (test / "meh").mkdir()
+    (test / "meh" / "1.txt").write_text("so so")
+    with pytest.raises(NetkilnError, match="the test folder has the class 'meh'") as e:
+        load_dataset({"name": "text", "path": str(train), "test_path": str(test)}, 0)
+    assert e.value.key == "data.test_path"
+    (train / "pos" / "zz.txt").write_bytes(b"fine\nnot \xe9 utf-8\n")
+    with pytest.raises(NetkilnError, match="not utf-8 text") as e:
+        load_dataset({"name": "text", "path": str(train)}, 0)
+    assert e.value.file == str(train / "pos" / "zz.txt") and e.value.line == 2
+    with pytest.raises(NetkilnError, match="applies to a table file") as e:
+        load_dataset({"name": "text", "path": str(tmp_path / "test"), "text": "review"}, 0)
+    assert e.value.key == "data.text"
+
+
+def test_parquet_and_tsv_tables(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame(_reviews(50), columns=["review", "label"])
+    frame.to_parquet(tmp_path / "r.parquet", index=False)
+    frame.to_csv(tmp_path / "r.tsv", sep="\t", index=False)
+    a = load_dataset(_node(tmp_path / "r.parquet"), 0)
+    b = load_dataset(_node(tmp_path / "r.tsv"), 0)
+    assert a.preprocessing["tokenizer"] == b.preprocessing["tokenizer"] and (a.x_train == b.x_train).all()

@@ -107,18 +107,32 @@ def texts_for(table: dict, ids: Sequence[int], test: bool = False) -> list[str]:
 
 # ----------------------------------------------------------------------------------------------- checks
 def check_decodable(p: Path, encoding: str, key: str) -> None:
-    """Bytes that are not `encoding` text: an error naming the file and the line (not just a byte offset)."""
-    data = p.read_bytes()
+    """Bytes that are not `encoding` text: an error naming the file and the line (not just a byte offset). Read in
+    1 MiB chunks: a large file is never held twice."""
+    import codecs
+
     try:
-        data.decode(encoding)
+        decoder = codecs.getincrementaldecoder(encoding)()
     except LookupError:
         raise NetkilnError(f"unknown text encoding {encoding!r}", key=key.rsplit(".", 1)[0] + ".text_encoding") \
             from None
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise NetkilnError(f"bytes that are not {encoding} text ({err.reason}: {data[err.start:err.end]!r}). Save "
-                           f"the file as UTF-8, or set {key.rsplit('.', 1)[0]}.text_encoding to its encoding "
-                           "(e.g. latin-1)", key=key, file=str(p), line=line) from None
+    lines_before = 0
+    with open(p, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as err:
+                # err.object: the bytes held back from the last chunk (part of one character, never a newline)
+                # followed by this chunk.
+                line = lines_before + err.object.count(b"\n", 0, err.start) + 1
+                raise NetkilnError(f"bytes that are not {encoding} text ({err.reason}: "
+                                   f"{err.object[err.start:err.end]!r}). Save the file as UTF-8, or set "
+                                   f"{key.rsplit('.', 1)[0]}.text_encoding to its encoding (e.g. latin-1)",
+                                   key=key, file=str(p), line=line) from None
+            if not chunk:
+                return
+            lines_before += chunk.count(b"\n")
 
 
 def _warn_long(lengths: list[int], where: Any, path: str) -> None:
