@@ -305,3 +305,19 @@ def test_parquet_parts_whose_column_types_differ_are_refused(tmp_path, capsys):
         assert "part-1.parquet" in err and "column 'count' is " in err and "string here, double there" in err
         assert "not a readable" not in err
         assert not (tmp_path / streaming / "model").exists()
+
+
+def test_moments_merge_is_numerically_stable():
+    """Chan's merge of per-chunk means and squared deviations: a std of 1 around 1e9 survives (a sum of squares
+    would lose it to cancellation)."""
+    from netkiln.data.streaming_stats import Moments
+
+    values = 1e9 + np.random.default_rng(0).normal(size=10_000)
+    m = Moments()
+    for chunk in np.array_split(values, 37):
+        m.add(chunk)
+    m.add_repeated(1e9, 0)
+    scale = m.scale("standard")
+    assert scale["mean"] == pytest.approx(values.mean(), rel=1e-15)
+    assert scale["std"] == pytest.approx(values.std(), rel=1e-9)
+    assert m.scale("minmax") == {"method": "minmax", "min": values.min(), "max": values.max()}
