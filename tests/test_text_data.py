@@ -265,6 +265,7 @@ def test_bad_tokenizer_settings_name_their_key(tmp_path):
     p = _write_csv(tmp_path / "r.csv", _reviews(30))
     for kw, key in (({"tokenizer": "wrod"}, "data.tokenizer"), ({"max_length": "long"}, "data.max_length"),
                     ({"max_length": 0}, "data.max_length"), ({"min_freq": 0}, "data.min_freq"),
+                    ({"max_length": 10 ** 12}, "data.max_length"),            # more memory than there is
                     ({"max_tokens": 3}, "data.max_tokens"), ({"standardize": True}, "data.standardize"),
                     ({"target": "review"}, "data.target"), ({"target": "lable"}, "data.target")):
         with pytest.raises(NetkilnError) as e:
