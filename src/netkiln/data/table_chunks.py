@@ -46,7 +46,10 @@ class TableChunks:
         self.sep = None if self.format == "parquet" else (delimiter or ("\t" if self.format == "tsv" else ","))
         self.table_file = TableFile(p, self.format, self.sep, text_encoding)
         self._raw_names: dict[str, str] = {}
-        self.columns = self._columns()
+        try:
+            self.columns = self._columns()
+        except OSError as err:          # e.g. permission denied: named like the in-memory read names it
+            raise NetkilnError(f"cannot read the file: {err.strerror or err}", key=key, file=str(p)) from None
 
     # --- what the file holds, without reading its rows ------------------------------------------------------
     def _columns(self) -> list[str]:
