@@ -413,3 +413,21 @@ def test_parquet_and_tsv_tables(tmp_path):
     a = load_dataset(_node(tmp_path / "r.parquet"), 0)
     b = load_dataset(_node(tmp_path / "r.tsv"), 0)
     assert a.preprocessing["tokenizer"] == b.preprocessing["tokenizer"] and (a.x_train == b.x_train).all()
+
+
+@pytest.mark.slow
+def test_training_saves_the_vocabulary_in_the_bundle_as_json(tmp_path, monkeypatch):
+    rows = _reviews(80)
+    test_rows = [("zyzzyva superb film", "pos"), ("dull zyzzyva plot", "neg")] * 4
+    monkeypatch.chdir(tmp_path)
+    rc = main(["train", "data=text", f"data.path={_write_csv(tmp_path / 'r.csv', rows)}", "data.text=review",
+               "data.target=label", f"data.test_path={_write_csv(tmp_path / 't.csv', test_rows)}",
+               "data.max_length=8", "model=textcnn", "trainer=debug", "trainer.max_epochs=1",
+               "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path / 'run'}"])
+    assert rc == 0
+    saved = json.loads((tmp_path / "run" / "model" / "preprocessing.json").read_text())
+    steps = saved.get("preparation", saved)
+    assert steps["kind"] == "text" and steps["max_length"] == 8 and steps["text_column"] == "review"
+    tok = Tokenizer.from_json(steps["tokenizer"])
+    assert "zyzzyva" not in tok.vocabulary and "superb" in tok.vocabulary
+    assert steps["vocab_size"] == tok.vocab_size
