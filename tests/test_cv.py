@@ -175,8 +175,12 @@ def test_a_stopped_cv_run_resumes_at_its_unfinished_fold(tmp_path, capsys):
     (run / "metrics.json").unlink()
     (run / "fold-2" / "metrics.json").unlink()
     finished = (run / "fold-0" / "metrics.json").stat().st_mtime_ns
+    hydra_record = (run / ".hydra" / "config.yaml").stat().st_mtime_ns
     assert main([*args, f"hydra.run.dir={run}"]) == 2              # not trained over without resume=true
     assert "resume=true" in capsys.readouterr().err
+    # refused before Hydra writes anything: the run's record is as the stop left it
+    assert (run / ".hydra" / "config.yaml").stat().st_mtime_ns == hydra_record
+    assert not (run / "metrics.json").exists()
     assert main(["train", "resume=true", f"hydra.run.dir={run}"]) == 0
     resumed = json.loads((run / "metrics.json").read_text())
     assert resumed["monitored"] == whole["monitored"] and resumed["val"] == whole["val"]

@@ -28,6 +28,9 @@ def earlier_run(run_dir: Path) -> str | None:
     except (OSError, ValueError, AttributeError):
         status = "damaged"
     trained = (run_dir / "model").exists() or (checkpoints.is_dir() and any(checkpoints.iterdir()))
+    # A cross-validation run keeps its checkpoints per fold (fold-K/checkpoints/) and writes the top-level
+    # metrics.json only when every fold is done.
+    trained = trained or any(run_dir.glob("fold-*/checkpoints/*")) or any(run_dir.glob("fold-*/metrics.json"))
     if not trained and status in (None, "failed"):
         return None         # empty, or a run that failed on bad input (.hydra/, train.log, a `failed` metrics.json)
     return "a finished run" if status == "ok" else "an unfinished run"
