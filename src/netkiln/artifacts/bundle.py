@@ -19,6 +19,7 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +62,10 @@ class Bundle:
         """The fitted preparation steps, as `Dataset.preprocessing` held them (e.g. {"standardize": {...}})."""
         return self.preprocessing.get("preparation") or {}
 
-    @property
+    @cached_property
     def preparer(self):
-        """The preparation's kind object (netkiln.data.preparations): what predict, evaluate and export ask."""
+        """The preparation's kind object (netkiln.data.preparations): what predict, evaluate and export ask (built
+        once: a text model's tokenizer is not rebuilt for every chunk of a prediction)."""
         from netkiln.data.preparations import preparation_for
         return preparation_for(self.preparation, input_shape=self.input_shape, layout=self.layout,
                                feature_names=self.feature_names)
