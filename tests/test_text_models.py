@@ -110,3 +110,16 @@ def test_a_text_sweep_over_models_and_vocabulary_sizes_works(tmp_path):
     for model in ("textcnn", "textrnn"):
         small, large = (int(by_trial[f"model={model} data.max_tokens={n}"]["params"]) for n in (50, 100))
         assert large > small
+
+
+@pytest.mark.slow
+def test_a_saved_text_model_gets_its_vocabulary_back(tmp_path):
+    from netkiln.artifacts.bundle import load_bundle
+    from netkiln.cli import main
+
+    run = tmp_path / "run"
+    data = texts_csv(tmp_path / "reviews.csv")
+    assert main(["train", *text_data(data), "model=textrnn", "data.max_tokens=50", f"hydra.run.dir={run}"]) == 0
+    bundle = load_bundle(run)
+    assert bundle.preparation["vocab_size"] == 50
+    assert bundle.network.masked and bundle.network.layers[0].embedding.weight.shape == (50, 8)
