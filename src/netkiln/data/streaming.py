@@ -38,6 +38,7 @@ from .config import get_int
 from .sources import RawSource
 from .streaming_stats import Moments, StreamingFit
 from .table_chunks import CHUNK_ROWS, TableChunks
+from .table_preparation import TablePreparation
 from .tabular import (TablePlan, _detect_kind, _encode_target, _is_bool_like,
                       _plan, _split_from_column, _to_numeric, apply_columns, check_finite)
 
@@ -49,7 +50,6 @@ MODES = ("auto", "true", "false")
 # three times the table's raw size (Parquet: uncompressed bytes; CSV: file size). Measured on numeric tables.
 IN_MEMORY_FACTOR = 3
 SAMPLE_ROWS = 10_000        # rows kept for analyze's plots, unique counts and duplicate search
-TABLE_FORMAT = 1            # the format number of a table's saved preparation, as the in-memory fit writes it
 
 
 def streaming_mode(node: dict, path: str) -> str:
@@ -266,16 +266,10 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
 
     def streamed(idx: dict[str, np.ndarray]):
         specs = _fit(source, plan, path, idx, len(kept), text_columns)
-        feature_names = [o for s in specs for o in s["outputs"]]
-        parts, table["frame"] = _prepare(source, plan, path, idx, len(kept), specs, len(feature_names),
+        fitted = TablePreparation.from_columns(specs, plan, target_info, task)     # saved as the in-memory fit's
+        parts, table["frame"] = _prepare(source, plan, path, idx, len(kept), specs, len(fitted.feature_names),
                                          text_columns, sample)
-        prep = {
-            "kind": "table", "format": TABLE_FORMAT, "layout": "flat", "input_shape": [len(feature_names)],
-            "columns": specs, "feature_names": feature_names, "target": target_info, "task": task.to_dict(),
-            "missing": plan.missing, "scale": plan.scale, "filter": plan.filter,
-            "unknown_categories": plan.unknown_categories,
-        }
-        return parts, None, prep, feature_names
+        return parts, None, fitted.to_json(), fitted.feature_names
 
     return RawSource(x=None, y=y, task=task, layout="flat", info=info, fixed_split=fixed, row_ids=kept,
                      streamed=streamed, ignores_split_test=True, table=table)

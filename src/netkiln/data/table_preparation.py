@@ -28,7 +28,11 @@ class TablePreparation(Preparation):
         """Imputation values, categories and scaling fitted on the training rows `train` (a DataFrame)."""
         from .tabular import fit_columns
 
-        specs = fit_columns(train, plan, tf, path)
+        return cls.from_columns(fit_columns(train, plan, tf, path), plan, target_info, task)
+
+    @classmethod
+    def from_columns(cls, specs: list[dict], plan, target_info: dict, task) -> "TablePreparation":
+        """The saved preparation of fitted column specs (the in-memory fit above, or a streamed one)."""
         feature_names = [o for s in specs for o in s["outputs"]]
         return cls({
             "kind": cls.kind, "format": FORMAT, "layout": "flat", "input_shape": [len(feature_names)],
