@@ -108,3 +108,15 @@ def test_report_in_a_headless_browser(sweep_dir, tmp_path):
     run = _chromium(f"--screenshot={shot}", "--window-size=1400,2400", url, tmp_path=tmp_path)
     assert run.returncode == 0 and shot.stat().st_size > 10_000, run.stderr[-2000:]
     assert "Uncaught" not in run.stderr and "ERROR:CONSOLE" not in run.stderr, run.stderr[-2000:]
+
+
+def test_parallel_coordinates_end_on_an_objective_axis_so_one_parameter_still_draws_lines():
+    from netkiln.sweep.report import parallel_svg
+    rows = [("0", {"model.vars.width": "8"}, 0.42), ("1", {"model.vars.width": "32"}, 0.93),
+            ("2", {"model.vars.width": "128"}, None)]
+    svg = parallel_svg(["model.vars.width"], rows, "max", "val/acc")
+    assert ">val/acc</text>" in svg                  # the objective's axis, after the parameter's
+    points = re.findall(r'<polyline points="([^"]*)"', svg)
+    assert [len(p.split()) for p in points] == [2, 2, 1]     # a trial without a value stops at the parameter
+    first_axis_x = float(re.search(r'<line x1="([\d.]+)"', svg).group(1))
+    assert first_axis_x - 3.5 * len("model.vars.width") >= 0  # its centred name starts inside the picture

@@ -238,14 +238,18 @@ def _color(t: float) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
-def parallel_svg(params: list[str], rows: list[tuple[str, dict[str, str], float | None]], mode: str) -> str:
-    """Parallel coordinates: one axis per varying parameter, one line per trial coloured by its objective."""
+def parallel_svg(params: list[str], rows: list[tuple[str, dict[str, str], float | None]], mode: str,
+                 objective_name: str = "value") -> str:
+    """Parallel coordinates: one axis per varying parameter and a last one for the objective, one line per trial
+    coloured by its objective (a trial without a value stops at the last parameter)."""
     if not params:
         return '<p class="note">No parameter varies between the trials.</p>'
-    width = max(W, 150 * len(params) + 2 * PAD)
+    n_axes = len(params) + 1
+    left = max(PAD, 4 + 3.5 * len(params[0]))         # the first axis's name is centred on it: keep it in view
+    width = max(W, 150 * n_axes + 2 * PAD)
     top, bottom = 30, H - 30
     width += 100                 # room for the labels right of the last axis
-    axes_x = [PAD + (width - PAD - 120) * i / max(len(params) - 1, 1) for i in range(len(params))]
+    axes_x = [left + (width - left - 120) * i / (n_axes - 1) for i in range(n_axes)]
     scales, parts = [], []
     for key, x in zip(params, axes_x):
         values = [r[1].get(key, "(default)") for r in rows]
@@ -268,10 +272,18 @@ def parallel_svg(params: list[str], rows: list[tuple[str, dict[str, str], float 
         parts += [f'<text x="{x + 4:.1f}" y="{y + 4:.1f}">{esc(label)}</text>' for y, label in ticks]
     values = [r[2] for r in rows if r[2] is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
+    objective_scale = _Scale(low, high, bottom, top)
+    x = axes_x[-1]
+    parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}" class="ax"/>'
+                 f'<text x="{x:.1f}" y="{top - 10}" text-anchor="middle" class="axname">{esc(objective_name)}</text>')
+    parts += [f'<text x="{x + 4:.1f}" y="{objective_scale(v) + 4:.1f}">{esc(_tick(v))}</text>'
+              for v in sorted({low, high}) if values]
     lines = []
     for name, overrides, value in rows:
-        points = " ".join(f"{x:.1f},{scale(overrides.get(key, '(default)')):.1f}"
-                          for key, x, scale in zip(params, axes_x, scales))
+        ys = [scale(overrides.get(key, "(default)")) for key, scale in zip(params, scales)]
+        if value is not None:
+            ys.append(objective_scale(value))
+        points = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(axes_x, ys))
         if value is None:
             style = 'stroke="#aaa" stroke-dasharray="4 3"'
         else:
@@ -431,7 +443,7 @@ def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[s
         (f"Best {monitor} so far", best_so_far_svg([objective(t) for t in trials], [t.name for t in trials], mode,
                                                    monitor)),
         (f"Validation curves ({monitor} per epoch)", curves_svg(curves, best.name if best else None, monitor)),
-        ("Parallel coordinates of the swept parameters", parallel_svg(params, param_rows, mode)),
+        ("Parallel coordinates of the swept parameters", parallel_svg(params, param_rows, mode, monitor)),
         ("Parameter importance", importance_part),
     ]
     from netkiln.sweep.objectives import sweep_objectives
