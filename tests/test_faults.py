@@ -189,8 +189,11 @@ def test_disk_full_writing_a_checkpoint(tmp_path, monkeypatch, capsys):
     assert rc == 2, err
     line = err.strip().splitlines()[-1]
     assert "last.ckpt" in line and "disk is full" in line and "Traceback" not in err
-    assert checkpoint_epoch(run / "checkpoints" / "last.ckpt") == 1            # the write before, intact
+    # Intact: epoch 1 (the write before), or a later epoch when the failure was noticed only after the next
+    # epoch's write had gone through (writes run beside training; on a loaded machine the failed one finishes late).
+    held = checkpoint_epoch(run / "checkpoints" / "last.ckpt")
     assert len(history_epochs(run)) >= 3                  # history.csv is kept too
+    assert 1 <= held < len(history_epochs(run))
     assert not temp_files(run) and metrics(run)["status"] == "failed" and not (run / "model").exists()
 
 
