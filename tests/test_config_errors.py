@@ -24,6 +24,22 @@ def test_composition_errors(tmp_path, capsys, override, expected):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("override, expected", [
+    ("hydra.sweeper.objective=[val/acc:max]", "hydra.sweeper.objective: unknown config key. Did you mean "
+                                              "'hydra.sweeper.objectives'?"),
+    ("hydra.sweeper.max_params=abc", "hydra.sweeper.max_params: must be a whole number, not 'abc'."),
+    ("hydra.sweeper.max_latency_ms=fast", "hydra.sweeper.max_latency_ms: must be a number, not 'fast'."),
+])
+def test_sweeper_keys_get_a_did_you_mean_and_a_plain_type_error(tmp_path, capsys, override, expected):
+    rc = main(["train", "-m", "hydra/sweeper=optuna", "optimizer.lr=0.1,0.01", override,
+               f"hydra.sweep.dir={tmp_path}/sweep"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert expected in err and "object_type" not in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()
+
+
 def test_full_error_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     rc = main(["train", "optimizer.lrr=0.1", f"hydra.run.dir={tmp_path}/run"])

@@ -12,17 +12,18 @@ import re
 from netkiln.errors import did_you_mean
 
 _MISSING_OPTION = re.compile(r"Could not find '(?P<group>[^']+)/(?P<name>[^'/]+)'")
+_WRONG_TYPE = re.compile(r"Value '(?P<value>.*)' of type '[^']+' could not be converted to (?P<type>\w+)")
 _AVAILABLE = re.compile(r"Available options in '[^']+':\s*(?P<options>.*?)(?:Config search path|$)", re.S)
 
 
-def _compose(conf_dir: str, command: str, overrides: list[str]):
+def _compose(conf_dir: str, command: str, overrides: list[str], with_hydra: bool = False):
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            return compose(config_name=command, overrides=overrides)
+            return compose(config_name=command, overrides=overrides, return_hydra_config=with_hydra)
     finally:
         GlobalHydra.instance().clear()
 
@@ -31,12 +32,12 @@ def _sibling_keys(conf_dir: str, command: str, argv: list[str], full_key: str) -
     """Keys of the node that should have held `full_key`, from a config composed with group choices only."""
     from omegaconf import DictConfig, OmegaConf
 
-    choices = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~", "hydra"))
-               and "." not in a.split("=", 1)[0]]
+    choices = [a for a in argv if "=" in a and not a.startswith(("-", "+", "~"))
+               and "." not in a.split("=", 1)[0]]          # group choices, hydra/sweeper=optuna among them
     parent_key = full_key.rpartition(".")[0]
     for overrides in (choices, []):
         try:
-            cfg = _compose(conf_dir, command, overrides)
+            cfg = _compose(conf_dir, command, overrides, with_hydra=full_key.startswith("hydra."))
         except Exception:  # noqa: BLE001 - a best-effort suggestion only
             continue
         node = OmegaConf.select(cfg, parent_key) if parent_key else cfg
@@ -111,6 +112,12 @@ def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str])
     if missing is not None:
         key = str(missing.full_key)
         return f"{key}: a value is required here ('???'); set it on the command line, e.g. {key}=..."
+    from omegaconf.errors import ValidationError
+    wrong_type = _WRONG_TYPE.search(str(getattr(cause, "msg", "")))
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None) and wrong_type:
+        wanted = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}.get(
+            wrong_type.group("type"), f"of type {wrong_type.group('type')}")
+        return f"{cause.full_key}: must be {wanted}, not '{wrong_type.group('value')}'."
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
         siblings = _sibling_keys(conf_dir, command, argv, full_key)
