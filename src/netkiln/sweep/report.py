@@ -93,7 +93,13 @@ def optuna_importance(sweep_dir: Path) -> tuple[dict[str, float] | None, str]:
         if len(done) < 2 or len(params) < 2:
             return None, f"Optuna importance needs >= 2 finished trials and > 1 parameter ({len(done)} finished, " \
                          f"{len(params)} parameter{'s' * (len(params) != 1)})"
-        return dict(optuna.importance.get_param_importances(study)), "Optuna (fANOVA) importance"
+        # Named explicitly: the label must say which method computed the figures (Optuna 5's default is PED-ANOVA,
+        # earlier versions' fANOVA). PED-ANOVA follows the study's direction(s); with several objectives it rates
+        # what it takes to reach the best (Pareto) trials.
+        importance = optuna.importance.get_param_importances(
+            study, evaluator=optuna.importance.PedAnovaImportanceEvaluator())
+        several = len(study.directions) > 1
+        return dict(importance), "Optuna (PED-ANOVA) importance" + (" for the Pareto front" if several else "")
     except Exception as err:        # a damaged or foreign database: the rest of the report still stands
         return None, f"Optuna importance failed: {type(err).__name__}: {err}"
 
