@@ -135,6 +135,7 @@ def test_budget_values(value, ok):
 
 @pytest.mark.parametrize("settings, key", [({"memory_budget": "lots"}, "data.memory_budget"),
                                            ({"memory_budget": -1}, "data.memory_budget"),
+                                           ({"memory_budget": 1.5}, "data.memory_budget"),     # not 1 byte
                                            ({"streaming": "sometimes"}, "data.streaming"),
                                            ({"streaming": True, "test_path": "x.csv"}, "data.test_path")])
 def test_bad_streaming_settings(table_file, settings, key):

@@ -75,6 +75,9 @@ def parse_budget(value, key: str = "data.memory_budget") -> int:
     if isinstance(value, (int, float)):
         if value <= 0:
             raise NetkilnError(f"must be more than 0, got {value!r}", key=key)
+        if value != int(value):     # 1.5 is neither a fraction of the memory nor a number of bytes
+            raise NetkilnError(f"{value!r} is neither a fraction of the available memory (more than 0, at most 1) "
+                               "nor a whole number of bytes; write e.g. 0.5 or 256MB", key=key)
         return int(value)
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", str(value))
     unit = m.group(2).lower() if m else None
