@@ -54,6 +54,25 @@ def test_text_section_of_the_report(tmp_path):
     json.dumps(report)
 
 
+def test_the_distinctive_tokens_plot_draws_the_score_it_ranks_by(tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from netkiln.data.analyze import _grid, _plot_target
+    from netkiln.data.analyze_text import plot_text
+
+    node = {"name": "text", "path": _write(tmp_path / "r.csv", _rows(60)), "text": "review", "target": "label"}
+    report, context = analyze_data(node, seed=0)
+    fig = plot_text(plt, report, context["dataset"], _plot_target, _grid)
+    ax = fig.axes[2]                                   # the first class's tokens
+    widths = [bar.get_width() for bar in ax.patches]
+    assert widths == sorted(widths)                    # longest bar on top: the bars follow the ranking
+    first = report["text"]["top_tokens"][0]["distinctive"][0]
+    assert widths[-1] == first["z"] and f"{first['token']} ({first['count']})" == ax.get_yticklabels()[-1].get_text()
+    assert "z-score" in ax.get_xlabel()
+    plt.close(fig)
+
+
 def test_regression_text_target_has_no_tokens_per_class(tmp_path):
     rows = [(text, i * 0.5) for i, (text, _) in enumerate(_rows(40))]
     node = {"name": "text", "path": _write(tmp_path / "r.csv", rows, ("review", "score")), "text": "review",

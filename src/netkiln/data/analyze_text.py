@@ -181,11 +181,12 @@ def plot_text(plt, report: dict, ds, plot_target, grid):
     axes[1].set_title(f"length in tokens (max_length {ln['max_length']})", fontsize=9)
     axes[1].tick_params(labelsize=7)
     for ax, c in zip(axes[2:], classes):
-        top = c["distinctive"][:10][::-1]
-        ax.barh(range(len(top)), [t["count"] for t in top], color="tab:orange")
+        top = c["distinctive"][:10][::-1]          # bars: the score they are ranked by; (n): the count
+        ax.barh(range(len(top)), [t["z"] or 0.0 for t in top], color="tab:orange")
         ax.set_yticks(range(len(top)))
-        ax.set_yticklabels([t["token"][:14] for t in top], fontsize=7)
+        ax.set_yticklabels([f"{t['token'][:14]} ({t['count']})" for t in top], fontsize=7)
         ax.set_title(f"'{c['class'][:16]}': distinctive tokens", fontsize=9)
+        ax.set_xlabel("log-odds z-score vs the other classes", fontsize=7)
         ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     return fig
