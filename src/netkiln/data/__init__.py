@@ -18,7 +18,7 @@ from netkiln.memory import human_bytes
 from .config import COMMON_KEYS, check_keys, get_bool, get_choice, parse_split, to_plain
 from .augment import parse_augment
 from .dataset import LAYOUTS, Dataset, PixelsToFloat
-from .preprocess import apply_standardize, fit_standardize
+from .preparations import preparation_class
 from .sources import SOURCES, RawSource, SourceSpec, register_source
 from .split import make_split
 from .target_scale import TARGET_SCALES, fit_target_scale
@@ -115,13 +115,13 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         x_te, y_te = rows("test"), raw.y[idx["test"]]
         test_pos = idx["test"]
 
-    if standardize and raw.prepare is None and pixels:
-        # Fitted on the training pixels as float32 in [0, 1], as before; applied to each batch (PixelsToFloat).
-        preprocessing["standardize"] = fit_standardize(x_tr.astype(np.float32) / 255.0, raw.layout)
-    elif standardize and raw.prepare is None:
-        stats = fit_standardize(x_tr, raw.layout)
-        preprocessing["standardize"] = stats
-        x_tr, x_va, x_te = (apply_standardize(a, stats) for a in (x_tr, x_va, x_te))
+    if raw.prepare is None and raw.streamed is None:
+        # The source's kind fits its steps (a standardisation, when asked) on the training rows only; a source that
+        # prepares its rows itself (prepare, streamed) has fitted its kind already.
+        fitted = preparation_class(preprocessing).fit(x_tr, preprocessing, layout=raw.layout,
+                                                      standardize=standardize)
+        preprocessing = fitted.to_json()
+        x_tr, x_va, x_te = (fitted.apply_to_split(a) for a in (x_tr, x_va, x_te))
     if not raw.task.is_classification and target_scale != "none":
         # The dataset keeps the target in its own units; the loss sees it scaled (netkiln.data.target_scale).
         preprocessing["target_scale"] = fit_target_scale(y_tr, target_scale)

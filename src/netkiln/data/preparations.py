@@ -1,11 +1,12 @@
 """Preparation kinds: how a source's raw rows became the network's input, one class per kind.
 
-A kind (a table's columns, arrays, images, text) is built from the JSON saved with the model (`from_json`, the
-fitted steps of `Dataset.preprocessing` / a bundle's preprocessing.json), gives it back (`to_json`) and answers
-what train, evaluate, predict and export ask: apply the fitted steps to new raw input (`apply`), which input files
-it reads, the checks of its saved JSON (`check_json`), what an exported graph can embed. Callers get the object
-from `preparation_for(steps)` and never test a kind by its name; a new source registers its kind here with
-`@register_preparation`.
+A kind (a table's columns, arrays, images, text) is fitted on the training rows only (`fit`, called by its source's
+`prepare` or by `load_dataset`), built from the JSON saved with the model (`from_json`, the fitted steps of
+`Dataset.preprocessing` / a bundle's preprocessing.json), gives it back (`to_json`) and answers what train,
+evaluate, predict and export ask: apply the fitted steps to new raw input (`apply`), which input files it reads,
+the checks of its saved JSON (`check_json`), what an exported graph can embed. Callers get the object from
+`preparation_for(steps)` (the class: `preparation_class(steps)`) and never test a kind by its name; a new source
+registers its kind here with `@register_preparation`.
 
 The built-in sources save no kind (their steps are a standardisation at most): `PlainPreparation`, kind None.
 """
@@ -46,11 +47,17 @@ def preparation_for(preprocessing: dict, *, input_shape: Any = None, layout: str
     if not isinstance(preprocessing, dict):
         raise TypeError("preprocessing must be the dict saved with the dataset")
     steps = fitted_steps(preprocessing)
+    return preparation_class(steps).from_json(steps, input_shape=input_shape, layout=layout,
+                                              feature_names=feature_names)
+
+
+def preparation_class(steps: dict) -> type["Preparation"]:
+    """The registered kind of steps (a source's `RawSource.preprocessing`, or fitted steps)."""
     kind = steps.get("kind")
     cls = PREPARATIONS.get(kind)
     if cls is None:
         raise NetkilnError(f"unknown preprocessing kind {kind!r} (saved by a newer netkiln?)")
-    return cls.from_json(steps, input_shape=input_shape, layout=layout, feature_names=feature_names)
+    return cls
 
 
 def check_input_columns(have: list[str], need: list[str], *, ignore: Any = (), allow_extra: bool = False) -> None:
@@ -97,6 +104,18 @@ class Preparation:
         self.input_shape = tuple(int(s) for s in shape) if shape is not None else None
         self.layout = steps.get("layout", layout)
         self.feature_names = steps.get("feature_names", feature_names)
+
+    @classmethod
+    def fit(cls, train: Any, *args: Any, **kwargs: Any) -> "Preparation":
+        """The kind fitted on the training rows `train` only (the arguments after them are the kind's own:
+        what its source read and the data config asks); the fitted object's `to_json` is what is saved."""
+        raise NotImplementedError
+
+    def apply_to_split(self, x: np.ndarray) -> np.ndarray:
+        """Training's own rows, already read into the input shape by the source (load_dataset's train, val and
+        test): the fitted steps without the checks of new input. Kinds whose source prepares its own rows (a
+        table's, with its unknown-categories policy) need none."""
+        raise NotImplementedError
 
     @classmethod
     def from_json(cls, steps: dict, **schema: Any) -> "Preparation":
@@ -210,6 +229,27 @@ class _ArrayLike(Preparation):
     def accepted_shapes(self) -> list[tuple]:
         return [self.input_shape] if self.input_shape is not None else []
 
+    @classmethod
+    def fit(cls, x_train: np.ndarray, steps: dict, *, layout: str, standardize: bool) -> "_ArrayLike":
+        """The source's own steps (`RawSource.preprocessing`: how it read the rows), plus the standardisation
+        fitted on the training rows when the data config asks for it."""
+        steps = dict(steps)
+        if standardize:
+            from .preprocess import fit_standardize
+            steps["standardize"] = fit_standardize(cls._as_floats(x_train), layout)
+        return cls(steps, layout=layout)
+
+    @staticmethod
+    def _as_floats(x: np.ndarray) -> np.ndarray:
+        """The training rows as the network sees them before standardisation."""
+        return x
+
+    def apply_to_split(self, x: np.ndarray) -> np.ndarray:
+        if "standardize" not in self.steps:
+            return x
+        from .preprocess import apply_standardize
+        return apply_standardize(x, self.steps["standardize"])
+
     def apply(self, data: Any, *, allow_extra: bool = False, unknown_categories: str | None = None,
               unseen: list | None = None, first_row: int = 0) -> np.ndarray:
         x = self._from_table(data, allow_extra) if is_frame(data) else self._array(data)
@@ -219,10 +259,7 @@ class _ArrayLike(Preparation):
             row = int(np.argmin(finite)) + first_row
             raise NetkilnError(f"data row {row} has a missing, NaN or infinite value; the model needs every input "
                                "value")
-        if "standardize" in self.steps:
-            from .preprocess import apply_standardize
-            x = apply_standardize(x, self.steps["standardize"])
-        return x
+        return self.apply_to_split(x)
 
     def _array(self, data: Any) -> np.ndarray:
         try:
@@ -324,6 +361,17 @@ class ImagesPreparation(_ArrayLike):
             data = (np.stack([load_image(Path(f) if isinstance(f, str) else f, size, color) for f in data])
                     if data else np.zeros((0, *self.input_shape), dtype=np.float32))
         return super().apply(data, **options)
+
+    @staticmethod
+    def _as_floats(x: np.ndarray) -> np.ndarray:
+        # The source holds uint8 pixels; the network sees them / 255 (dataset.PixelsToFloat), so the statistics
+        # are fitted on those floats.
+        return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
+
+    def apply_to_split(self, x: np.ndarray) -> np.ndarray:
+        if x.dtype == np.uint8:         # standardised per batch, after / 255 (dataset.PixelsToFloat)
+            return x
+        return super().apply_to_split(x)
 
     @classmethod
     def check_json(cls, p: dict, layout: str, shape: tuple, config: dict) -> None:

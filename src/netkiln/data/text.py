@@ -3,8 +3,9 @@ with one sub-folder of `.txt` files per class (like Keras's `text_dataset_from_d
 
 Reading, the row filter, the target, the split column and a separate test file work as for `data=csv` (the same
 helpers from `tabular`/`tables`). Rows whose text is empty or missing are dropped with a warning. After the split,
-`prepare` fits the `Tokenizer` on the training texts only and turns every text into `max_length` token ids: x is
-float32 (N, max_length), layout "tokens" (ids are exact in float32; the model's Embedding takes them as integers).
+`prepare` fits the text kind (`TextPreparation.fit`: the `Tokenizer`) on the training texts only and turns every
+text into `max_length` token ids: x is float32 (N, max_length), layout "tokens" (ids are exact in float32; the
+model's Embedding takes them as integers).
 
 `RawSource.table` keeps the raw texts for `netkiln analyze` and for showing mistakes with their text:
 ``{"kind": "text", "texts": [...], "row_ids": [...], "test_texts": [...] | None, "test_row_ids": [...] | None,
@@ -26,7 +27,8 @@ from netkiln.task import Task
 from .config import get_choice, get_int
 from .sources import RawSource, SourceSpec, register_source
 from .tables import TableFile, check_columns, check_file, read_table_source, table_format
-from .tokenize import AUTO_MAX_LENGTH, KINDS, Tokenizer
+from .text_preparation import TextPreparation
+from .tokenize import AUTO_MAX_LENGTH, KINDS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,6 @@ TEXT_KEYS = ("path", "format", "delimiter", "text_encoding", "text", "target", "
              "test_path") + TOKENIZER_KEYS
 TEXT_SUFFIX = ".txt"
 LONG_TEXT_CHARS = 100_000        # a text longer than this is reported (only its first max_length tokens are used)
-PREPROCESSING_FORMAT = 1
 
 
 # ----------------------------------------------------------------------------------------------- settings
@@ -67,7 +68,7 @@ def text_source(texts: list[str], y: np.ndarray, task: Task, target_info: dict, 
                 info: dict, text_column: str | None = None, test_texts: list[str] | None = None,
                 y_test: np.ndarray | None = None, row_ids: np.ndarray | None = None,
                 test_row_ids: np.ndarray | None = None, fixed_split: dict | None = None) -> RawSource:
-    """A RawSource whose `prepare(train_idx)` fits the tokenizer on the training texts and encodes them all."""
+    """A RawSource whose `prepare(train_idx)` fits the text kind on the training texts and encodes them all."""
     table: dict[str, Any] = {
         "kind": "text", "texts": texts, "test_texts": test_texts, "text_column": text_column, "tokenizer": None,
         "row_ids": (np.arange(len(texts)) if row_ids is None else row_ids).tolist(),
@@ -76,20 +77,19 @@ def text_source(texts: list[str], y: np.ndarray, task: Task, target_info: dict, 
     }
 
     def prepare(train_idx: np.ndarray):
-        tok = Tokenizer.fit([texts[i] for i in train_idx], key=path, **settings)
+        fitted = TextPreparation.fit([texts[i] for i in train_idx], settings, text_column=text_column,
+                                     target_info=target_info, task=task, path=path)
+        tok = fitted.tokenizer
         n = len(texts) + (len(test_texts) if test_texts is not None else 0)
         # int64 ids, then their float32 copy.
         check_fits(n * tok.max_length * 12, f"{n:,} texts of {tok.max_length:,} tokens",
                    key=f"{path}.max_length", advice="choose a smaller max_length")
-        x = tok.encode(texts).astype(np.float32)
-        x_test = tok.encode(test_texts).astype(np.float32) if test_texts is not None else None
+        x = fitted.apply_to_split(texts)
+        x_test = fitted.apply_to_split(test_texts) if test_texts is not None else None
         table["tokenizer"] = tok
         log.info("%s: %s tokenizer fitted on %d training texts: %d ids (padding and out-of-vocabulary included), "
                  "max_length %d", path, tok.kind, len(train_idx), tok.vocab_size, tok.max_length)
-        prep = {"kind": "text", "format": PREPROCESSING_FORMAT, "layout": "tokens", "text_column": text_column,
-                "tokenizer": tok.to_json(), "vocab_size": tok.vocab_size, "max_length": tok.max_length,
-                "target": target_info, "task": task.to_dict()}
-        return x, x_test, prep, None
+        return x, x_test, fitted.to_json(), None
 
     info = {**info, "tokenizer": settings["kind"]}
     return RawSource(x=None, y=y, task=task, layout="tokens", y_test=y_test, info=info, prepare=prepare,

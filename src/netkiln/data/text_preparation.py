@@ -11,6 +11,8 @@ from netkiln.errors import NetkilnError
 from . import json_checks as check
 from .preparations import Preparation, check_input_columns, is_frame, register_preparation
 
+FORMAT = 1
+
 
 @register_preparation
 class TextPreparation(Preparation):
@@ -24,6 +26,24 @@ class TextPreparation(Preparation):
     def __init__(self, steps: dict, **schema: Any):
         super().__init__(steps, **schema)
         self._tokenizer = None
+
+    @classmethod
+    def fit(cls, train_texts: list[str], settings: dict, *, text_column: str | None, target_info: dict, task,
+            path: str = "data") -> "TextPreparation":
+        """The `Tokenizer` fitted on the training texts only; `settings` are its keyword arguments (the data
+        config's tokenizer, max_tokens, min_freq, max_length: text.tokenizer_settings)."""
+        from .tokenize import Tokenizer
+
+        tok = Tokenizer.fit(train_texts, key=path, **settings)
+        fitted = cls({"kind": cls.kind, "format": FORMAT, "layout": "tokens", "text_column": text_column,
+                      "tokenizer": tok.to_json(), "vocab_size": tok.vocab_size, "max_length": tok.max_length,
+                      "target": target_info, "task": task.to_dict()})
+        fitted._tokenizer = tok
+        return fitted
+
+    def apply_to_split(self, texts: list[str]) -> np.ndarray:
+        """The source's own texts (each already checked to be one): float32 token ids."""
+        return self.tokenizer.encode(texts).astype(np.float32)
 
     @property
     def tokenizer(self):
@@ -50,8 +70,7 @@ class TextPreparation(Preparation):
               unseen: list | None = None, first_row: int = 0) -> np.ndarray:
         """Raw texts → float32 token ids (N, max_length): a list of strings (or one string), a pandas Series, or a
         DataFrame with the text column (target columns ignored; other columns refused unless `allow_extra`)."""
-        texts = self.texts_of(data, allow_extra=allow_extra, first_row=first_row)
-        return self.tokenizer.encode(texts).astype(np.float32)
+        return self.apply_to_split(self.texts_of(data, allow_extra=allow_extra, first_row=first_row))
 
     def texts_of(self, data: Any, *, allow_extra: bool = True, first_row: int = 0) -> list[str]:
         """The raw texts of the input, each checked to be a non-empty string."""
