@@ -60,7 +60,7 @@ def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra:
 def forward(network, x: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
     network.eval()
     if len(x) <= batch_size:
-        return network(x)
+        return network(x[:])        # x[:]: rows held as image files (data/image_stream.py) are read now
     return torch.cat([network(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
 
 

@@ -18,6 +18,7 @@ from netkiln.memory import human_bytes
 from .config import COMMON_KEYS, check_keys, get_bool, get_choice, parse_split, to_plain
 from .augment import parse_augment
 from .dataset import LAYOUTS, Dataset, PixelsToFloat
+from .image_stream import ImageRows, fit_standardize_streamed
 from .preparations import preparation_class
 from .sources import SOURCES, RawSource, SourceSpec, register_source
 from .split import make_split
@@ -70,7 +71,9 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         raise NetkilnError(f"augmentation applies to images, but this dataset's rows are {raw.layout} "
                            f"(shape {tuple(raw.x.shape[1:]) if raw.x is not None else '?'})", key="data.augment")
     # Images read from files stay uint8 pixels until a batch is gathered (a quarter of float32's memory).
-    pixels = raw.layout == "image" and raw.x is not None and raw.x.dtype == np.uint8
+    # A streamed image folder (data/image_stream.py): x is ImageRows, the files decoded batch by batch.
+    image_files = isinstance(raw.x, ImageRows)
+    pixels = raw.layout == "image" and raw.x is not None and (image_files or raw.x.dtype == np.uint8)
     has_own_test = raw.y_test is not None
     split_node = node.get("split")
     if has_own_test and raw.ignores_split_test and isinstance(split_node, dict):
@@ -104,6 +107,8 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         x_all, x_own_test = raw.x, raw.x_test
 
     def rows(split: str):
+        if image_files:
+            return x_all.subset(idx[split])
         return parts[split] if parts is not None else x_all[idx[split]]
 
     x_tr, y_tr = rows("train"), raw.y[idx["train"]]
@@ -115,7 +120,11 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         x_te, y_te = rows("test"), raw.y[idx["test"]]
         test_pos = idx["test"]
 
-    if raw.prepare is None and raw.streamed is None:
+    if image_files:
+        # Streamed image files: data.standardize fitted in one pass over the training files (the in-memory numbers).
+        if standardize:
+            preprocessing["standardize"] = fit_standardize_streamed(x_tr, raw.info["streaming"]["workers"])
+    elif raw.prepare is None and raw.streamed is None:
         # The source's kind fits its steps (a standardisation, when asked) on the training rows only; a source that
         # prepares its rows itself (prepare, streamed) has fitted its kind already.
         fitted = preparation_class(preprocessing).fit(x_tr, preprocessing, layout=raw.layout,
@@ -143,6 +152,8 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         return found if parts is not None else found.tolist()     # streamed: an array (a list is 36 bytes a row)
 
     def xt(a: np.ndarray) -> torch.Tensor:
+        if image_files:
+            return a
         return torch.from_numpy(np.ascontiguousarray(a, dtype=np.uint8 if pixels else np.float32))
 
     def yt(a: np.ndarray) -> torch.Tensor:
@@ -162,9 +173,11 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
         pixels=PixelsToFloat(preprocessing.get("standardize")) if pixels else None,
     )
     nbytes = sum(t.element_size() * t.nelement() for t in (dataset.x_train, dataset.y_train, dataset.x_val,
-                                                              dataset.y_val, dataset.x_test, dataset.y_test))
+                                                              dataset.y_val, dataset.x_test, dataset.y_test)
+                 if isinstance(t, torch.Tensor))
     info["tensor_bytes"] = int(nbytes)
     log.info("data %s: %d rows, %s %s", name, sum(dataset.split_sizes.values()), human_bytes(nbytes),
              "prepared on disk, memory-mapped" if parts is not None
+             else "image files decoded per batch (streamed)" if image_files
              else "in memory as tensors (images as uint8 pixels)" if pixels else "in memory as tensors")
     return dataset, raw

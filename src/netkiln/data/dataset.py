@@ -74,7 +74,10 @@ class Dataset:
 
     def floats(self, x: torch.Tensor) -> torch.Tensor:
         """x (any rows of x_train/x_val/x_test) as the float32 inputs the network sees (never augmented)."""
-        return x if self.pixels is None else self.pixels(x)
+        if self.pixels is None:
+            return x
+        mapped = getattr(x, "mapped", None)        # image files (data/image_stream.py): decoded when read
+        return mapped(self.pixels) if mapped is not None else self.pixels(x)
     # Streamed tables (data/streaming.py): the x tensors map these read-only .npy memory maps ({"train", "val",
     # "test"}); training reads them in windows (training/streaming_batches.py). None: x is in memory.
     streamed: dict[str, Any] | None = None

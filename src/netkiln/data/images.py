@@ -2,6 +2,8 @@
 
 Images are converted to grayscale or RGB and resized to `data.image_size`; x is (N, C, H, W) uint8 pixels, a
 quarter of the memory of float32: each batch is scaled to [0, 1] on the training device (dataset.PixelsToFloat).
+A folder whose pixels do not fit `data.memory_budget` (`data.streaming`) is only listed: x is then ImageRows, the
+files decoded batch by batch by DataLoader workers (data/image_stream.py, training/image_batches.py).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from .sources import RawSource, SourceSpec, register_source
 from .tables import check_file
 from netkiln.task import Task
 
-IMAGE_KEYS = ("path", "image_size", "color", "test_path")
+IMAGE_KEYS = ("path", "image_size", "color", "test_path", "streaming", "memory_budget", "workers")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 COLORS = ("grayscale", "rgb")
 
@@ -88,16 +90,7 @@ def load_image(f: Any, size: tuple[int, int], color: str, key: str | None = None
 
 def _load_folder(root: Path, size, color, key, classes: list[str] | None = None):
     folders = class_folders(root, key)
-    if classes is None:
-        classes = list(folders)
-        if len(classes) < 2:
-            raise NetkilnError(f"only one class sub-folder ('{classes[0]}'); a classifier needs at least two",
-                               key=key, file=str(root))
-    else:
-        unknown = [c for c in folders if c not in classes]
-        if unknown:
-            raise NetkilnError(f"the test folder has the class '{unknown[0]}', which the training folder does not "
-                               f"have (classes: {', '.join(classes)})", key=key, file=str(root / unknown[0]))
+    classes = _check_classes(folders, classes, root, key)
     count = sum(len(paths) for paths in folders.values())
     channels = 1 if color == "grayscale" else 3
     # uint8 pixels, decoded straight into one array (no list of images to stack).
@@ -114,21 +107,69 @@ def _load_folder(root: Path, size, color, key, classes: list[str] | None = None)
     return x, np.asarray(ys, dtype=np.int64), classes, files
 
 
+def _list_folder(root: Path, size, color, key, classes: list[str] | None = None):
+    """_load_folder without decoding (data.streaming): the files as ImageRows (data/image_stream.py) and labels."""
+    from .image_stream import ImageRows
+
+    folders = class_folders(root, key)
+    classes = _check_classes(folders, classes, root, key)
+    ys, files = [], []
+    for name, paths in folders.items():
+        ys += [classes.index(name)] * len(paths)
+        files += [str(f) for f in paths]
+    rows = ImageRows(tuple(files), np.arange(len(files)), size, color, key)
+    return rows, np.asarray(ys, dtype=np.int64), classes, [str(Path(f).relative_to(root)) for f in files]
+
+
+def _check_classes(folders: dict, classes: list[str] | None, root: Path, key: str) -> list[str]:
+    if classes is None:
+        classes = list(folders)
+        if len(classes) < 2:
+            raise NetkilnError(f"only one class sub-folder ('{classes[0]}'); a classifier needs at least two",
+                               key=key, file=str(root))
+    else:
+        unknown = [c for c in folders if c not in classes]
+        if unknown:
+            raise NetkilnError(f"the test folder has the class '{unknown[0]}', which the training folder does not "
+                               f"have (classes: {', '.join(classes)})", key=key, file=str(root / unknown[0]))
+    return classes
+
+
+def _streams(node: dict, path: str, root: Path, size, color) -> tuple[bool, dict]:
+    """data.streaming for this folder (streaming.decide: the choice and why are logged), and what is recorded."""
+    from .image_stream import IN_MEMORY_FACTOR, workers_of
+    from .streaming import decide
+
+    count = sum(len(p) for p in class_folders(root, f"{path}.path").values())
+    if node.get("test_path") is not None:
+        troot = check_file(node.get("test_path"), f"{path}.test_path", kind="folder")
+        count += sum(len(p) for p in class_folders(troot, f"{path}.test_path").values())
+    pixels = count * (1 if color == "grayscale" else 3) * size[0] * size[1]
+    workers = workers_of(node, path)
+    stream, budget, why = decide(node, path, IN_MEMORY_FACTOR * pixels, "the images",
+                                 f"{count:,} images' uint8 pixels and their split copies")
+    return stream, {"budget_bytes": budget, "reason": why, "workers": workers}
+
+
 def load_images(node: dict, path: str) -> RawSource:
     key = f"{path}.path"
     root = check_file(node.get("path"), key, kind="folder")
     size = _image_size(node, path)
     color = get_choice(node, "color", "rgb", COLORS, path)
-    x, y, classes, files = _load_folder(root, size, color, key)
+    stream, streaming = _streams(node, path, root, size, color)
+    load = _list_folder if stream else _load_folder
+    x, y, classes, files = load(root, size, color, key)
     x_test = y_test = None
     info: dict[str, Any] = {"source": "file", "folder": str(root), "format": "images", "rows": int(len(x)),
                             "files": files, "description": f"{root.name}: {len(classes)} classes, {color} images "
                                                            f"{size[0]}x{size[1]}"}
     if node.get("test_path") is not None:
         troot = check_file(node.get("test_path"), f"{path}.test_path", kind="folder")
-        x_test, y_test, _, tfiles = _load_folder(troot, size, color, f"{path}.test_path", classes)
+        x_test, y_test, _, tfiles = load(troot, size, color, f"{path}.test_path", classes)
         info.update({"test_folder": str(troot), "test_files": tfiles, "rows": int(len(x) + len(x_test))})
     info["split_indices_note"] = "indices into source_info.files (class folders in name order, files in name order)"
+    if stream:      # decoded per batch in DataLoader workers (training/image_batches.py)
+        info["streaming"] = streaming
     kind = "binary" if len(classes) == 2 else "multiclass"
     task = Task(kind, 1 if kind == "binary" else len(classes), tuple(classes))
     prep = {"kind": "images", "format": 1, "layout": "image", "image_size": list(size), "color": color,

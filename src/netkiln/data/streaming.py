@@ -63,19 +63,25 @@ def streaming_mode(node: dict, path: str) -> str:
 
 def choose(node: dict, path: str, source: TableChunks) -> tuple[bool, int, str]:
     """(stream?, the budget in bytes, why) for `data.streaming` on this file; the choice is logged."""
+    raw = source.raw_bytes()
+    return decide(node, path, IN_MEMORY_FACTOR * raw, "the table",
+                  f"{IN_MEMORY_FACTOR} x its {human_bytes(raw)} raw size")
+
+
+def decide(node: dict, path: str, need: int, what: str, how: str = "") -> tuple[bool, int, str]:
+    """(stream?, the budget in bytes, why) for `data.streaming` when the in-memory path would hold `need` bytes of
+    `what` (`how`: how that was counted, shown when it is over the budget); the choice is logged."""
     mode = streaming_mode(node, path)
     budget = parse_budget(node.get("memory_budget"), key=f"{path}.memory_budget")
-    need = IN_MEMORY_FACTOR * source.raw_bytes()
     if mode == "true":
         why = f"{path}.streaming=true"
     elif mode == "false":
         why = f"{path}.streaming=false"
     elif need > budget:
-        why = (f"{path}.streaming=auto: in memory the table would take about {human_bytes(need)} "
-               f"({IN_MEMORY_FACTOR} x its {human_bytes(source.raw_bytes())} raw size), more than "
-               f"{path}.memory_budget={human_bytes(budget)}")
+        why = (f"{path}.streaming=auto: in memory {what} would take about {human_bytes(need)}"
+               f"{f' ({how})' if how else ''}, more than {path}.memory_budget={human_bytes(budget)}")
     else:
-        why = (f"{path}.streaming=auto: in memory the table takes about {human_bytes(need)}, within "
+        why = (f"{path}.streaming=auto: in memory {what} takes about {human_bytes(need)}, within "
                f"{path}.memory_budget={human_bytes(budget)}")
     stream = mode == "true" or (mode == "auto" and need > budget)
     log.info("data: %s, %s", "streamed from disk" if stream else "in memory", why)

@@ -41,7 +41,9 @@ def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor,
     if split == "auto":
         split = ("test" if len(dataset.x_test) else "val") if own_data else "all"
     if split == "all":
-        x = torch.cat([dataset.x_train, dataset.x_val, dataset.x_test])
+        parts = [dataset.x_train, dataset.x_val, dataset.x_test]
+        # Streamed image files (data/image_stream.ImageRows) are joined as files, read batch by batch.
+        x = parts[0].join(parts[1:]) if hasattr(parts[0], "join") else torch.cat(parts)
         y = torch.cat([dataset.y_train, dataset.y_val, dataset.y_test])
         return split, dataset.floats(x), y
     x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")

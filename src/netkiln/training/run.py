@@ -210,6 +210,7 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
     import pytorch_lightning as pl
 
     from netkiln.data.augment import training_inputs
+    from netkiln.data.image_stream import ImageRows
     from netkiln.training.batches import EvalBatches, TrainChunks
     from netkiln.training.callbacks import progress_bar_callbacks
     from netkiln.training.checkpoints import AtomicCheckpointIO
@@ -240,6 +241,11 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
         # A streamed table: batches read from its prepared files within data.memory_budget (the same fast loop).
         from netkiln.training.streaming_batches import streamed_batches
         module.train_batches, module.val_batches = streamed_batches(dataset, module.train_batches, module.val_batches)
+    elif isinstance(dataset.x_train, ImageRows):
+        # A streamed image folder: batches decoded by DataLoader workers (the same fast loop).
+        from netkiln.training.image_batches import streamed_image_batches
+        module.train_batches, module.val_batches = streamed_image_batches(dataset, module.train_batches,
+                                                                          module.val_batches)
     # Build optimizer and scheduler once now, so their config errors surface before Lightning starts.
     module.configure_optimizers()
 
@@ -278,6 +284,9 @@ def fit(run: RunSetup, module, trainer) -> float:
         raise KeyboardInterrupt from None
     finally:
         sys.argv = saved_argv
+        for batches in (module.train_batches, module.val_batches):     # a streamed image folder's workers
+            if hasattr(batches, "close"):
+                batches.close()
         if main_thread and sigint is not None:
             signal.signal(signal.SIGINT, sigint)        # Lightning leaves Ctrl-C ignored after handling one
     return time.perf_counter() - started
