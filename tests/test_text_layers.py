@@ -221,3 +221,16 @@ def test_parallel_errors_name_the_branch(parallel, key, fragments):
     assert message.startswith(key), message
     for fragment in fragments:
         assert fragment in message
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torch_export"])
+def test_an_rnn_that_skips_padding_is_refused_by_formats_that_cannot_capture_it(fmt):
+    from netkiln.artifacts.export import _refuse_packed_rnn
+    from netkiln.errors import NetkilnError
+
+    with pytest.raises(NetkilnError, match="format=torchscript") as err:
+        _refuse_packed_rnn(build(MODELS["bigru"]()), fmt)
+    assert err.value.key == "format"
+    _refuse_packed_rnn(build(MODELS["bigru"]()), "torchscript")           # traced: it runs
+    _refuse_packed_rnn(build(MODELS["textcnn"]()), fmt)                    # no RNN: exported as usual
+    _refuse_packed_rnn(build(MODELS["bigru"](False)), fmt)                 # no mask: nothing packed

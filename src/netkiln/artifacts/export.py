@@ -182,6 +182,17 @@ def _output_shape(bundle: Bundle) -> list:
     return [int(s) for s in getattr(bundle.network, "output_shape", ())]
 
 
+def _refuse_packed_rnn(network: nn.Module, fmt: str) -> None:
+    """An RNN after a mask_zero embedding reads packed sequences (each row up to its last real token), which the
+    ONNX exporter and torch.export cannot capture: say so before they fail with an internal error."""
+    from netkiln.compiler.modules import RNN
+
+    if fmt != "torchscript" and getattr(network, "masked", False) and any(isinstance(m, RNN)
+                                                                         for m in network.modules()):
+        raise NetkilnError(f"format={fmt} cannot capture an RNN that skips padding (an embedding with mask_zero "
+                           "before it reads packed sequences); use format=torchscript for this model", key="format")
+
+
 def export_bundle(bundle: Bundle, fmt: str = "onnx", output: Any = None, *, opset: int = 17,
                   embed_preparation: bool = False, probabilities: bool = False, check: bool = True) -> dict:
     """Write the exported model and its sidecar JSON; return the sidecar (with the check's max abs diff)."""
@@ -193,6 +204,7 @@ def export_bundle(bundle: Bundle, fmt: str = "onnx", output: Any = None, *, opse
         path = path.with_suffix(path.suffix + FORMATS[fmt]) if path.suffix else path.with_suffix(FORMATS[fmt])
     from netkiln.artifacts.bundle import refuse_output_in_bundle
     refuse_output_in_bundle(path, bundle, "output")
+    _refuse_packed_rnn(bundle.network, fmt)
     preparer = bundle.preparer
     module = ExportModule(bundle.network, bundle.task.kind,
                           preparer.embeddable_standardize() if embed_preparation else None,
