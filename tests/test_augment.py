@@ -205,3 +205,17 @@ def test_image_arrays_from_an_npz_are_augmented_without_clipping(tmp_path):
     assert ds.pixels is None and isinstance(inputs, Augmenter) and inputs.clip is None   # range unknown: no clip
     inputs.new_epoch(0, 0)
     assert not torch.equal(inputs(ds.x_train), ds.x_train)
+
+
+def test_the_images_config_says_what_each_bare_name_does():
+    """A bare random_flip flips both ways (Keras's default); conf/data/images.yaml says so, with the other defaults."""
+    from pathlib import Path
+
+    import netkiln
+    from netkiln.data.augment import BARE_DEFAULTS, STEPS
+
+    text = (Path(netkiln.__file__).parent / "conf" / "data" / "images.yaml").read_text()
+    said = " ".join(text.split("a bare name takes", 1)[1].split("For example", 1)[0].replace("#", " ").split())
+    assert STEPS["random_flip"]["mode"] in said and "{random_flip: {mode: horizontal}}" in said
+    for name, args in BARE_DEFAULTS.items():
+        assert name in said and all(str(v) in said for v in args.values()), name
