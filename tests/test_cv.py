@@ -79,6 +79,7 @@ def test_bad_cv_values_exit_2_naming_the_key(tmp_path, capsys, override, key):
     rc = main(["train", *tiny_run(), override, f"hydra.run.dir={tmp_path}/run"])
     err = capsys.readouterr().err
     assert rc == 2 and key in err and "Traceback" not in err, err
+    assert not list((tmp_path / "run").glob("fold-*"))      # no empty fold-0/ left by a refused run
 
 
 # -------------------------------------------------------------------------------------------------- a cv run

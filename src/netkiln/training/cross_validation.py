@@ -132,8 +132,14 @@ def cross_validate(cfg, run_dir: Path, cv: CvSettings, *, extra_callbacks=()) ->
                                "hydra.run.dir.", key="hydra.run.dir")
         with open_dict(fold_cfg):
             fold_cfg.resume = bool(cfg.get("resume")) and resumable    # continue the fold a stop cut short
+        new_dir = not fold_dir.exists()
         fold_dir.mkdir(parents=True, exist_ok=True)
-        records.append(_run_fold(fold_cfg, fold_dir, extra_callbacks, k, cv.folds))
+        try:
+            records.append(_run_fold(fold_cfg, fold_dir, extra_callbacks, k, cv.folds))
+        except NetkilnError:
+            if new_dir and not any(fold_dir.iterdir()):     # refused before the fold wrote anything: no trace
+                fold_dir.rmdir()
+            raise
     if fold_cfg is not cfg and cfg.model.get("description") != fold_cfg.model.get("description"):
         with open_dict(cfg):
             cfg.model = fold_cfg.model          # model=auto: the pick, recorded in the run's .hydra/config.yaml
