@@ -2,6 +2,7 @@
 
     python benchmarks/bench_images.py                    # 20,000 64x64 PNG images in 10 classes
     python benchmarks/bench_images.py --images 5000 --repeats 2 --epochs 3
+    python benchmarks/bench_images.py --only streaming --images 2000    # streamed vs in-memory epoch only
 
 Makes a folder of `--images` 64x64 RGB PNG files (one sub-folder per class, in a temporary folder) and compares,
 in one run:
@@ -13,7 +14,10 @@ in one run:
 - epoch time: `netkiln train` (netkiln.training.run.train, the shipped callbacks) of a small CNN on the folder,
   uint8 + scaling per batch vs float32 held in memory vs uint8 + data.augment (all five transforms), interleaved
   run by run so that machine load hits all three alike; the first epoch of each run is dropped (warm-up), and the
-  ratios are of the medians. On CUDA the batches are scaled and augmented on the GPU.
+  ratios are of the medians. On CUDA the batches are scaled and augmented on the GPU;
+- streaming (issue #17's goal: streamed epoch <= 1.3 x in-memory epoch): the same training with
+  data.streaming=false (uint8 pixels in memory) and data.streaming=true (the files decoded per batch by
+  data.workers DataLoader processes, auto: min(4, CPUs - 1)), each run in its own subprocess, interleaved.
 """
 from __future__ import annotations
 
@@ -112,7 +116,7 @@ def compose(overrides: list[str]):
         return hydra_compose("train", overrides=overrides)
 
 
-def epoch_times(folder: str, epochs: int, augment: bool) -> list[float]:
+def epoch_times(folder: str, epochs: int, augment: bool, extra: list[str] = ()) -> list[float]:
     """One `netkiln train` run; the wall time of each epoch after the first."""
     import pytorch_lightning as pl
 
@@ -130,11 +134,38 @@ def epoch_times(folder: str, epochs: int, augment: bool) -> list[float]:
 
     overrides = ["data=images", f"data.path={folder}", f"data.image_size=[{SIZE},{SIZE}]", "model=cnn2d", MODEL,
                  "batch_size=64", f"trainer.max_epochs={epochs}", "trainer.enable_progress_bar=false",
-                 "callbacks.early_stopping=null"] + ([AUGMENT] if augment else [])
+                 "callbacks.early_stopping=null"] + ([AUGMENT] if augment else []) + list(extra)
     clock = Clock()
     with tempfile.TemporaryDirectory(prefix="netkiln-bench-") as tmp:
         train(compose(overrides), Path(tmp), extra_callbacks=[clock])
     return [b - a for a, b in zip(clock.starts, clock.starts[1:])][1:]
+
+
+def epoch_run(folder: str, epochs: int, streaming: str) -> None:
+    """Subprocess body: one run with data.streaming=`streaming`; prints its epoch times as JSON."""
+    import logging
+    import warnings
+    warnings.filterwarnings("ignore")
+    for name in ("netkiln", "pytorch_lightning", "lightning.pytorch", "pytorch_lightning.utilities.rank_zero"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    print(json.dumps(epoch_times(folder, epochs, augment=False, extra=[f"data.streaming={streaming}"])))
+
+
+def streaming_ratio(folder: str, epochs: int, repeats: int) -> None:
+    times: dict[str, list[float]] = {"false": [], "true": []}
+    for _ in range(repeats):
+        for mode in times:
+            proc = subprocess.run([sys.executable, __file__, "--epoch-run", mode, "--folder", folder,
+                                   "--epochs", str(epochs)], capture_output=True, text=True, check=True)
+            times[mode] += json.loads(proc.stdout.strip().splitlines()[-1])
+    from netkiln.data.image_stream import workers_of
+    med = {mode: statistics.median(t) for mode, t in times.items()}
+    print(f"\nstreamed vs in memory, small CNN, batch 64, {repeats} runs of {epochs} epochs each, one process a run "
+          f"(data.workers=auto: {workers_of({}, 'data')} worker(s)):")
+    for mode, label in (("false", "in memory"), ("true", "streamed")):
+        t = times[mode]
+        print(f"  {label:10s} {med[mode]:7.2f} s/epoch  [{min(t):.2f}-{max(t):.2f}]")
+    print(f"  streamed / in memory: {med['true'] / med['false']:.2f} (target <= 1.3)")
 
 
 def mb(n: float) -> str:
@@ -146,11 +177,16 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=20_000)
     parser.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is dropped)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of each mode, interleaved")
+    parser.add_argument("--only", choices=("streaming",), help="run one comparison only")
     parser.add_argument("--measure-load", help=argparse.SUPPRESS)
+    parser.add_argument("--epoch-run", help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_load:
         measure_load(args.folder, args.measure_load)
+        return
+    if args.epoch_run:
+        epoch_run(args.folder, args.epochs, args.epoch_run)
         return
 
     import logging
@@ -164,6 +200,9 @@ def main() -> None:
         make_folder(Path(folder), args.images)
         print(f"{args.images:,} PNG images {SIZE}x{SIZE} RGB, {CLASSES} classes, made in "
               f"{time.perf_counter() - started:.1f} s")
+        if args.only == "streaming":
+            streaming_ratio(folder, args.epochs, args.repeats)
+            return
 
         base = load_in_subprocess(folder, "none")
         load = {mode: load_in_subprocess(folder, mode) for mode in ("float32", "uint8")}
@@ -193,6 +232,7 @@ def main() -> None:
             print(f"  {mode:16s} {med[mode]:7.2f} s/epoch  [{min(t):.2f}-{max(t):.2f}]")
         print(f"  uint8 / float32: {med['uint8'] / med['float32']:.2f}   "
               f"uint8 + augment / uint8: {med['uint8 + augment'] / med['uint8']:.2f}")
+        streaming_ratio(folder, args.epochs, args.repeats)
 
 
 if __name__ == "__main__":
