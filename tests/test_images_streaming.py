@@ -20,6 +20,10 @@ from test_data_npz_images import make_images
 STREAM = {"streaming": "auto", "memory_budget": 1000}        # bytes: far below 30 images' pixels
 
 
+def _children() -> set:
+    return set(multiprocessing.active_children())
+
+
 def node(root, **extra):
     return {"name": "images", "path": str(root), "image_size": [8, 8], **extra}
 
@@ -83,6 +87,7 @@ def _epoch(chunks):
 
 
 def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(folder):
+    before = _children()
     ds = load_dataset(node(folder, streaming=True))
     chunks, in_memory = _train_batches(ds)
     n = len(ds.x_train)
@@ -99,7 +104,7 @@ def test_each_epoch_visits_every_training_image_once_in_a_seeded_order(folder):
     chunks.epoch = lambda: 1                                               # a resumed run repeats epoch 1's order
     assert torch.equal(_epoch(chunks)[1], ds.y_train[second])
     chunks.close()
-    assert multiprocessing.active_children() == []                         # close() ends the workers
+    assert _children() <= before                         # close() ends the workers
 
 
 COMMON = ["model=cnn2d", "trainer.enable_progress_bar=false", "batch_size=8", "callbacks=none",
@@ -107,12 +112,13 @@ COMMON = ["model=cnn2d", "trainer.enable_progress_bar=false", "batch_size=8", "c
 
 
 def test_a_streamed_run_trains_and_evaluate_and_predict_work_on_it(folder, tmp_path, capsys):
+    before = _children()
     run = tmp_path / "run"
     assert main(["train", *COMMON, f"data.path={folder}", "data.streaming=true", "data.workers=2",
                  "trainer.max_epochs=1", f"hydra.run.dir={run}"]) == 0
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["status"] == "ok" and (run / "model").is_dir()
-    assert multiprocessing.active_children() == []                         # the workers ended with fit
+    assert _children() <= before                         # the workers ended with fit
     capsys.readouterr()
     assert main(["evaluate", f"run={run}", "plots=false"]) == 0             # the rebuilt data streams again
     assert json.loads((run / "evaluation" / "evaluation.json").read_text())["metrics"] == metrics["test"]
@@ -135,6 +141,7 @@ def test_a_streamed_run_equals_the_in_memory_run(folder, tmp_path):
 
 
 def test_an_image_that_fails_to_decode_in_a_worker_stops_the_run_naming_it(folder, tmp_path, capsys):
+    before = _children()
     bad = folder / "square" / "zz_bad.png"
     bad.write_bytes(b"not a picture")
     ds = load_dataset(node(folder, streaming=True, split={"val": 0.15, "test": 0.15}), seed=0)    # the run's split
@@ -149,7 +156,14 @@ def test_an_image_that_fails_to_decode_in_a_worker_stops_the_run_naming_it(folde
     assert rc == 2 and "zz_bad.png" in err and "cannot read this image" in err and "Traceback" not in err
     assert not (run / "model").exists()
     assert json.loads((run / "metrics.json").read_text())["status"] == "failed"
-    assert multiprocessing.active_children() == []                         # the workers exited
+    assert _children() <= before                         # the workers exited
+
+
+def test_analyze_refuses_a_streamed_folder_naming_the_key(folder, tmp_path, capsys):
+    rc = main(["analyze", "data=images", f"data.path={folder}", "data.image_size=[8,8]", "data.streaming=true",
+               f"hydra.run.dir={tmp_path / 'report'}"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "data.streaming" in err and "data.streaming=false" in err and "Traceback" not in err
 
 
 def test_bad_settings_name_their_key(folder):

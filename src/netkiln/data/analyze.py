@@ -11,6 +11,8 @@ from typing import Any
 
 import numpy as np
 
+from netkiln.errors import NetkilnError
+
 from .preparations import preparation_for
 
 IMBALANCE_RATIO = 3.0           # largest class / smallest class above this: a warning
@@ -46,6 +48,10 @@ def analyze_data(data_cfg: Any, seed: int = 0):
     from netkiln.data.config import to_plain
 
     ds, raw = load_dataset_and_source(data_cfg, seed)
+    if "workers" in raw.info.get("streaming", {}):      # a streamed image folder (data/image_stream.py)
+        raise NetkilnError("netkiln analyze reads an image folder whole (pixel statistics, duplicates, plots), but "
+                           "this one is streamed; analyze it with data.streaming=false, or a subset of its images",
+                           key="data.streaming")
     node = to_plain(data_cfg)
     task = ds.task
     warnings: list[str] = []
