@@ -114,7 +114,7 @@ def test_bad_objective_settings_exit_2(tmp_path, capsys, setting, message):
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err[-2000:]
     assert "hydra.sweeper." in err and "Traceback" not in err
-    assert not (tmp_path / "sweep" / "0").exists()
+    assert not (tmp_path / "sweep").exists()             # not even an empty sweep folder
 
 
 def test_objectives_parse_and_default_directions():

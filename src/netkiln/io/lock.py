@@ -18,6 +18,9 @@ KINDS = {"sweep": (".sweep.lock", "hydra.sweep.dir", "sweep"),
 # Locks this process holds: released at the end of the run or sweep, or by release_all() when it stopped on
 # an error before Hydra's end callback ran.
 _held: set[Path] = set()
+# Directories acquire() made: removed again on release while still empty, so a sweep refused before it wrote
+# anything (a bad hydra.sweeper setting) leaves no empty folder behind.
+_made: set[Path] = set()
 
 
 def process_alive(pid: int) -> bool:
@@ -35,6 +38,7 @@ def acquire(directory: str | os.PathLike, kind: str = "sweep") -> Path:
     """Create the lock file atomically; take over a lock whose process is gone."""
     name, setting, activity = KINDS[kind]
     directory = Path(directory)
+    made = not directory.exists()
     directory.mkdir(parents=True, exist_ok=True)
     lock = directory / name
     record = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
@@ -56,6 +60,8 @@ def acquire(directory: str | os.PathLike, kind: str = "sweep") -> Path:
         with os.fdopen(fd, "w") as fh:
             fh.write(record)
         _held.add(lock)
+        if made:
+            _made.add(directory)
         return lock
     raise NetkilnError(f"could not take the {kind} lock.", file=str(lock))
 
@@ -77,3 +83,9 @@ def _unlock(lock: Path) -> None:
             lock.unlink()
     except (OSError, json.JSONDecodeError):
         pass
+    if lock.parent in _made:
+        _made.discard(lock.parent)
+        try:
+            lock.parent.rmdir()         # only succeeds while it is empty
+        except OSError:
+            pass

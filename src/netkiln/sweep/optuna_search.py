@@ -296,7 +296,6 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
 
     settings = OmegaConf.to_container(OmegaConf.create(dict(settings)), resolve=True)
     sweep_dir = Path(config.hydra.sweep.dir)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
 
     parser = OverridesParser.create(config_loader=hydra_context.config_loader)
     params = [f"{key}={value}" for key, value in (settings.get("params") or {}).items()]
@@ -312,6 +311,7 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
     objectives = sweep_objectives_setting(settings, config)
     directions = [o.direction for o in objectives] or [_direction(settings.get("direction", "auto"), config)]
     constraints = parse_constraints(settings)
+    sweep_dir.mkdir(parents=True, exist_ok=True)      # only once the settings hold: a refused sweep leaves no folder
     study = _open_study(settings, sweep_dir, directions, _sampler(settings, space))
     remember(study, objectives, constraints)
     if not prunable(objectives, config) and str(settings.get("pruner") or "none") != "none":
