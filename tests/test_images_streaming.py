@@ -44,6 +44,7 @@ def test_auto_streams_over_the_budget_and_keeps_memory_within_it_saying_why(fold
     assert "data: in memory, data.streaming=auto: in memory the images takes about" in said or \
            "data: in memory, data.streaming=auto: in memory the images take" in said or "within" in said
     assert streamed.source_info["streaming"]["reason"].startswith("data.streaming=auto")
+    assert "rows, image files decoded per batch (streamed; " in said and " of labels in memory)" in said
 
 
 def test_same_split_and_same_pixels_as_in_memory(folder):

@@ -176,8 +176,12 @@ def load_dataset_and_source(data_cfg: Any, seed: int = 0) -> tuple[Dataset, RawS
                                                               dataset.y_val, dataset.x_test, dataset.y_test)
                  if isinstance(t, torch.Tensor))
     info["tensor_bytes"] = int(nbytes)
-    log.info("data %s: %d rows, %s %s", name, sum(dataset.split_sizes.values()), human_bytes(nbytes),
-             "prepared on disk, memory-mapped" if parts is not None
-             else "image files decoded per batch (streamed)" if image_files
-             else "in memory as tensors (images as uint8 pixels)" if pixels else "in memory as tensors")
+    rows = sum(dataset.split_sizes.values())
+    if image_files:     # only the labels are tensors: their size is not the images'
+        log.info("data %s: %d rows, image files decoded per batch (streamed; %s of labels in memory)", name, rows,
+                 human_bytes(nbytes))
+    else:
+        log.info("data %s: %d rows, %s %s", name, rows, human_bytes(nbytes),
+                 "prepared on disk, memory-mapped" if parts is not None
+                 else "in memory as tensors (images as uint8 pixels)" if pixels else "in memory as tensors")
     return dataset, raw
