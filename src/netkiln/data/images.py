@@ -148,6 +148,10 @@ def _streams(node: dict, path: str, root: Path, size, color) -> tuple[bool, dict
     workers = workers_of(node, path)
     stream, budget, why = decide(node, path, IN_MEMORY_FACTOR * pixels, "the images",
                                  f"{count:,} images' uint8 pixels and their split copies")
+    if stream:          # streamed, a batch of images is decoded at a time: one must fit, at least
+        channels = 1 if color == "grayscale" else 3
+        check_fits(channels * size[0] * size[1], f"an image of {size[0]}x{size[1]} pixels", key=f"{path}.image_size",
+                   advice="choose a smaller image_size")
     return stream, {"budget_bytes": budget, "reason": why, "workers": workers}
 
 
