@@ -40,6 +40,13 @@ def test_sweeper_keys_get_a_did_you_mean_and_a_plain_type_error(tmp_path, capsys
     assert not (tmp_path / "sweep").exists()
 
 
+def test_evaluate_with_data_path_but_no_source_says_to_name_the_source(tmp_path, capsys):
+    rc = main(["evaluate", f"run={tmp_path}/run", f"data.path={tmp_path}/new.csv"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "data.path: other data to evaluate on starts with its source, e.g." in err
+    assert "data=csv data.path=" in err and "+data=" not in err and err.count("\n") == 1
+
+
 def test_full_error_shows_the_traceback(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     rc = main(["train", "optimizer.lrr=0.1", f"hydra.run.dir={tmp_path}/run"])

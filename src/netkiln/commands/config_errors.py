@@ -120,6 +120,11 @@ def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str])
         return f"{cause.full_key}: must be {wanted}, not '{wrong_type.group('value')}'."
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
+        if command == "evaluate" and full_key == "data":      # data.path=... without the source it belongs to
+            given = next((a.split("=", 1)[0] for a in argv if a.startswith("data.")), "data")
+            return (f"{given}: other data to evaluate on starts with its source, e.g. netkiln evaluate run=RUN "
+                    "data=csv data.path=new.csv data.target=price (or data=text, data=images, data=npz); without "
+                    "data= evaluate uses the run's own test split.")
         siblings = _sibling_keys(conf_dir, command, argv, full_key)
         return (f"{full_key}: unknown config key.{did_you_mean(full_key, siblings)} "
                 f"To add a new key on purpose, prefix the override with '+' (+{full_key}=...).")
