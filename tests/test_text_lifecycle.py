@@ -68,6 +68,19 @@ def test_evaluate_lists_the_most_confident_mistakes(run, capsys):
     assert np.allclose(picked, sure, atol=1e-5)
 
 
+def test_mistakes_of_a_model_trained_on_txt_files_hold_the_texts_without_their_line_ends(tmp_path):
+    for i, row in enumerate(write_reviews(tmp_path / "reviews.csv", n=90)):
+        (tmp_path / "docs" / row["label"]).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "docs" / row["label"] / f"{i}.txt").write_text(row["review"] + "\n")     # as editors save
+    args = [a for a in TRAIN if not a.startswith(("data.text=", "data.target="))]
+    assert main(["train", *args, "trainer.max_epochs=1", f"data.path={tmp_path / 'docs'}",
+                 f"hydra.run.dir={tmp_path / 'run'}"]) == 0
+    assert main(["evaluate", f"run={tmp_path / 'run'}", "split=all"]) == 0
+    with open(tmp_path / "run" / "evaluation" / "mistakes.csv", newline="") as fh:
+        texts = [r["text"] for r in csv.DictReader(fh)]
+    assert texts and all(t == t.strip() and t.endswith("!") for t in texts)
+
+
 def test_evaluate_on_another_labelled_table(run, tmp_path, capsys):
     write_reviews(tmp_path / "other.csv", n=40, seed=1)
     assert main(["evaluate", f"run={run}", "data=text", f"data.path={tmp_path / 'other.csv'}", "data.text=review",

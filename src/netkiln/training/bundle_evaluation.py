@@ -313,7 +313,8 @@ def _write_mistakes(out: Path, report: dict, bundle: Bundle, x, y, outputs, exam
     rows = []
     for j in torch.argsort(sure, descending=True, stable=True)[:MISTAKES].tolist():
         row = int(wrong[j])
-        rows.append({name: examples[row], "true": labels[int(y[row])], "predicted": labels[int(predicted[row])],
+        example = examples[row].strip() if isinstance(examples[row], str) else examples[row]   # a .txt file's \n
+        rows.append({name: example, "true": labels[int(y[row])], "predicted": labels[int(predicted[row])],
                      "probability": round(float(sure[j]), 6)})
     report["mistakes"] = {"wrong": int(len(wrong)), "listed": len(rows)}
     report["files"]["mistakes"] = str(write_text_atomic(
