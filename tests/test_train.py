@@ -39,6 +39,12 @@ def test_train_writes_run_directory(tmp_path):
     assert metrics["steps"] == 3 * 7 and int(rows[-1]["step"]) == 21
 
 
+def test_the_last_log_line_counts_one_epoch_in_the_singular(tmp_path):
+    rc, run = train(tmp_path, "trainer.max_epochs=1")
+    said = (run / "train.log").read_text()
+    assert rc == 0 and ", 1 epoch; val: " in said and "1 epochs" not in said
+
+
 def test_training_learns_synthetic_data(tmp_path):
     rc, run = train(tmp_path, "trainer.max_epochs=15", "optimizer.lr=0.01")
     assert rc == 0

@@ -103,7 +103,8 @@ def _report(metrics: dict, run_dir: Path) -> None:
     spread = ((metrics.get("cv") or {}).get("std") or {}).get("val") or {}     # cv.folds: the folds' mean ± std
     val = ", ".join(f"{k}={v:.4f}" + (f" ± {spread[k]:.4f}" if spread.get(k) is not None else "")
                     for k, v in metrics["val"].items() if v is not None)
-    log.info("done in %.1fs, %d epochs; val: %s; test: %s", metrics["seconds"], metrics["epochs"], val,
+    log.info("done in %.1fs, %d epoch%s; val: %s; test: %s", metrics["seconds"], metrics["epochs"],
+             "" if metrics["epochs"] == 1 else "s", val,
              test or ("(untouched: cross-validation without cv.refit)" if "cv" in metrics else "(no test split)"))
     log.info("run directory: %s", run_dir)
 
