@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from netkiln.errors import NetkilnError
+from netkiln.io.lock import process_alive
 from netkiln.memory import human_bytes, parse_budget
 
 from . import cache
@@ -433,21 +434,11 @@ def prepared_folder() -> Path:
             pid = int(old.name[3:].split("-", 1)[0])
         except ValueError:
             continue
-        if pid != os.getpid() and not _running(pid):
+        if pid != os.getpid() and not process_alive(pid):
             shutil.rmtree(old, ignore_errors=True)
     folder = Path(tempfile.mkdtemp(prefix=f"pid{os.getpid()}-", dir=root))
     atexit.register(shutil.rmtree, folder, True)
     return folder
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def chunk_rows_of(node: dict, path: str) -> int:
