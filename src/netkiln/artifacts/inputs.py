@@ -97,8 +97,8 @@ class InputFile:
 
     def _line_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         """One text a line, UTF-8. A blank line is refused with its number: skipping it would shift every later
-        prediction against the input's lines."""
-        start, batch = 0, []
+        prediction against the input's lines. Blank lines at the end (as editors often save a file) are ignored."""
+        start, batch, blank = 0, [], None         # blank: the first empty line since the last text
         with open(self.path, "rb") as fh:
             for number, raw in enumerate(fh, 1):
                 try:
@@ -107,12 +107,18 @@ class InputFile:
                     raise NetkilnError(f"the line is not UTF-8 text ({err.reason}: {raw[err.start:err.end]!r})",
                                        key=self.key, file=str(self.path), line=number) from None
                 if not text.strip():
+                    blank = blank or number
+                    continue
+                if blank:                       # a text after it: the empty line is in the middle
                     raise NetkilnError("the line is empty; give one text a line (every line gets a prediction, "
-                                       "in order)", key=self.key, file=str(self.path), line=number)
+                                       "in order)", key=self.key, file=str(self.path), line=blank)
                 batch.append(text)
                 if len(batch) == chunk_rows:
                     yield Chunk(start, batch)
                     start, batch = start + len(batch), []
+        if blank == 1:
+            raise NetkilnError("the file has only empty lines; give one text a line", key=self.key,
+                               file=str(self.path))
         if batch:
             yield Chunk(start, batch)
 

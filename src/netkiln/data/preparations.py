@@ -169,6 +169,20 @@ class Preparation:
         """The raw examples of a labelled table's rows, as `examples_of_source`."""
         return None
 
+    @property
+    def target_columns(self) -> list[str]:
+        """The columns of a labelled table that hold the true values (as the training data named them)."""
+        return [str(c) for c in (self.steps.get("target") or {}).get("columns", [])]
+
+    def read_labelled(self, node: dict, path: str = "data"):
+        """Other labelled data of a `labelled_tables` kind, for evaluate: (a DataFrame with the input columns and
+        `target_columns`, the data's name); here a table file read whole."""
+        from .tables import read_table_source
+
+        frame, tf = read_table_source(node.get("path"), format=node.get("format", "auto"),
+                                      delimiter=node.get("delimiter"), key=f"{path}.path")
+        return frame, tf.path.name
+
     # ------------------------------------------------------------------------------------------------ analyze
     def analysis(self, raw, ds, warnings: list[str]) -> dict | None:
         """`netkiln analyze`'s report section(s) of this kind, from the source (`RawSource`) and the split dataset,

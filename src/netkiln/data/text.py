@@ -260,7 +260,10 @@ def read_text_file(f: Path, encoding: str, key: str) -> str:
         raise
 
 
-def _read_folder(root: Path, key: str, encoding: str, classes: list[str] | None = None):
+def _read_folder(root: Path, key: str, encoding: str, classes: list[str] | None = None,
+                 known: str = "the training folder"):
+    """(texts, class indices, classes, files) of a folder of class sub-folders; with `classes` given (those of
+    `known`), a sub-folder of another name is an error."""
     subdirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not subdirs:
         loose = sum(1 for f in root.iterdir() if f.is_file() and f.suffix.lower() == TEXT_SUFFIX)
@@ -276,8 +279,9 @@ def _read_folder(root: Path, key: str, encoding: str, classes: list[str] | None 
     else:
         unknown = [c for c in names if c not in classes]
         if unknown:
-            raise NetkilnError(f"the test folder has the class '{unknown[0]}', which the training folder does not "
-                               f"have (classes: {', '.join(classes)})", key=key, file=str(root / unknown[0]))
+            raise NetkilnError(f"the {'test ' if known == 'the training folder' else ''}folder has the class "
+                               f"'{unknown[0]}', which {known} does not have (classes: {', '.join(classes)})",
+                               key=key, file=str(root / unknown[0]))
     texts, ys, files = [], [], []
     for d in subdirs:
         paths = sorted(f for f in d.rglob("*") if f.is_file() and f.suffix.lower() == TEXT_SUFFIX
@@ -331,6 +335,39 @@ def load_text_folder(node: dict, path: str, settings: dict, root: Path) -> RawSo
     target_info = {"task": kind, "class_names": classes, "class_values": classes}
     return text_source(texts, y, task, target_info, settings, path, info=info, test_texts=test_texts,
                        y_test=y_test)
+
+
+# ----------------------------------------------------------------------------------------------- evaluate
+def read_labelled(node: dict, path: str, *, text_column: str, target: list[str], classes: list[str] | None):
+    """Other labelled texts for `netkiln evaluate`, read as training reads them: a folder of class sub-folders (each
+    one of the model's `classes`), or a table whose {path}.text and {path}.target columns (default: the model's
+    `text_column` and `target`) hold the texts and the true values; rows without a text are dropped.
+    → (a DataFrame of the texts and true values under the model's column names, the data's name)."""
+    import pandas as pd
+
+    key = f"{path}.path"
+    p = check_file(node.get("path"), key, kind="folder" if _is_dir(node.get("path")) else "file or folder")
+    encoding = node.get("text_encoding") or "utf-8"
+    if p.is_dir():
+        if classes is None:
+            raise NetkilnError("the sub-folders of a folder are classes, but this model predicts values; give a table "
+                               "with the texts and their true values", key=key, file=str(p))
+        texts, y, _, files = _read_folder(p, key, encoding, classes, known="the model")
+        texts, y, _ = _drop_empty_files(texts, y, files, p, key)
+        return pd.DataFrame({text_column: texts, target[0]: [classes[i] for i in y]}), p.name
+    read = dict(format=node.get("format") or "auto", delimiter=node.get("delimiter"), na_values=None,
+                text_encoding=encoding)
+    frame, tf = _read(p, key, path, read)
+    col = str(node.get("text") or text_column)
+    given = node.get("target")
+    names = target if given is None else [str(t) for t in (given if isinstance(given, list) else [given])]
+    if len(names) != len(target):
+        raise NetkilnError(f"the model predicts {len(target)} target column(s) ({', '.join(target)}); name as many "
+                           f"in {path}.target", key=f"{path}.target")
+    check_columns([col], frame.columns, f"{path}.text", "text", tf.path)
+    check_columns(names, frame.columns, f"{path}.target", "target", tf.path)
+    frame, _ = _drop_empty(frame, _text_column(frame, col, tf, path), tf, path, {})
+    return frame[[col, *names]].set_axis([text_column, *target], axis=1), tf.path.name
 
 
 def load_text(node: dict, path: str) -> RawSource:

@@ -110,6 +110,20 @@ class TextPreparation(Preparation):
     def examples_of_table(self, frame) -> list | None:
         return self.texts_of(frame)
 
+    @property
+    def target_columns(self) -> list[str]:
+        """The saved target column; a model trained on a folder of .txt files has none: 'label'."""
+        return super().target_columns or ["label"]
+
+    def read_labelled(self, node: dict, path: str = "data"):
+        """A folder of class sub-folders or a table, read by the text source (text.read_labelled)."""
+        from .text import read_labelled
+
+        target = self.steps.get("target") or {}
+        values = target.get("class_values") or target.get("class_names")
+        return read_labelled(node, path, text_column=self.text_column, target=self.target_columns,
+                             classes=[str(v) for v in values] if values else None)
+
     # ------------------------------------------------------------------------------------------------ analyze
     def analysis(self, raw, ds, warnings: list[str]) -> dict | None:
         from .analyze_text import text_report

@@ -109,22 +109,20 @@ def other_data(bundle: Bundle, data_cfg, split: str):
 
 
 def _other_table(bundle: Bundle, node: dict, split: str):
-    """A labelled table for a model trained on a table: features and target columns as saved in the bundle."""
-    from netkiln.data import read_table
-
+    """Other labelled data for a model trained on a table (or on texts: a table or a folder of .txt files), read by
+    the preparation's kind; inputs and target columns as saved in the bundle."""
     if split not in ("auto", "all"):
-        raise NetkilnError("on another table every row is evaluated; leave split at auto (or all).", key="split")
-    frame = read_table(node.get("path"), format=node.get("format", "auto"), delimiter=node.get("delimiter"),
-                       key="data.path")
+        raise NetkilnError("on other data every row is evaluated; leave split at auto (or all).", key="split")
+    frame, name = bundle.preparer.read_labelled(node, "data")
     frame = _labelled_rows(bundle, frame, key="data.path", file=str(node.get("path")))
     x, y = table_xy(bundle, frame, key="data.path", file=str(node.get("path")),
                     unknown_categories=node.get("unknown_categories"))
-    return Path(str(node.get("path"))).name, "all", x, y, bundle.preparer.examples_of_table(frame)
+    return name, "all", x, y, bundle.preparer.examples_of_table(frame)
 
 
 def _labelled_rows(bundle: Bundle, frame, *, key: str, file: str | None):
     """The rows of a labelled table that have every target value (the others cannot be scored)."""
-    columns = [str(c) for c in (bundle.preparation.get("target") or {}).get("columns", [])]
+    columns = bundle.preparer.target_columns
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise NetkilnError(f"the table has no target column {missing[0]!r}; evaluation needs the true values",
@@ -140,7 +138,7 @@ def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
     from netkiln.data import unknown_categories as unknown
 
     prep = bundle.preparation
-    columns = [str(c) for c in (prep.get("target") or {}).get("columns", [])]
+    columns = bundle.preparer.target_columns
     frame = _labelled_rows(bundle, frame, key=key, file=file)
     unseen: list = []               # categories the training rows did not have
     try:
