@@ -9,7 +9,8 @@
 
 Input is what `netkiln predict` reads, already in memory: a pandas DataFrame with the training columns, a numpy
 array / torch tensor of rows (raw, or already prepared in the model's input shape), or for a text model a list of
-strings (`model.predict(["a fine film", "dull"])`). Every step is the CLI's own
+strings (`model.predict(["a fine film", "dull"])`), for an image model image paths (a list, or one path: an image,
+a folder of them, a .txt list) or (N, C, H, W) pixels (uint8, or floats in [0, 1]). Every step is the CLI's own
 code (artifacts.predictions and training.bundle_evaluation), so both give the same numbers.
 """
 from __future__ import annotations
@@ -79,7 +80,10 @@ class SavedModel:
         if isinstance(data, pd.DataFrame):
             source = InputFile(Path("<DataFrame>"), "csv", key="data")
         elif isinstance(data, (list, tuple)) and (not data or isinstance(data[0], (str, Path))):
-            source = InputFile(Path("<list>"), "lines", key="data")      # texts, or image paths
+            images = self._image_files(data)
+            if images is not None:
+                data = [f for f, _ in images]
+            source = InputFile(Path("<list>"), "lines" if images is None else "images", key="data")
         else:
             data = _as_array(data)
             source = InputFile(Path("<array>"), "npy", key="data")
@@ -102,7 +106,22 @@ class SavedModel:
         frame = output_frame(self.bundle, forward(self.network, x, batch_size))
         if isinstance(data, pd.DataFrame):
             frame.index = data.index            # rows line up with the input's
+        images = self._image_files(data)
+        if images is not None:                  # as `netkiln predict` writes it: the file first
+            frame.insert(0, "file", [name for _, name in images])
         return frame
+
+    def _image_files(self, data: Any) -> list | None:
+        """An image model's input named by paths (one, or a list; a folder or a .txt list stands for its images):
+        (file, name) for each image, in order; None for other input."""
+        from netkiln.artifacts.inputs import image_files
+
+        if isinstance(data, (str, Path)):
+            data = [data]
+        if not self.bundle.preparer.reads_images or not isinstance(data, (list, tuple)) \
+                or not all(isinstance(f, (str, Path)) for f in data):
+            return None
+        return [pair for f in data for pair in image_files(Path(f).expanduser(), "data")]
 
     def predict(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096) -> np.ndarray:
         """Labels as they appeared in the training data (classification) or values (regression): shape (N,), or

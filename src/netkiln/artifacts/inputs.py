@@ -1,5 +1,6 @@
 """Reading a prediction input in chunks: CSV/TSV and Parquet as DataFrames, NPZ/NPY as arrays, a text file of
-lines (a text model's input, one text a line) as lists of strings.
+lines (a text model's input, one text a line) as lists of strings, image files (an image model's input: one
+image, a folder of them, or a .txt list of their paths) as lists of paths, decoded by the preparation a chunk at a time.
 
 Nothing here holds the whole file: CSV is parsed `chunk_rows` rows at a time, Parquet is read by record batches,
 an NPZ member is decoded straight from its (possibly compressed) zip stream and an NPY file is memory-mapped.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import zipfile
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,19 +19,20 @@ from netkiln.errors import NetkilnError
 
 TABLE_SUFFIXES = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".txt": "csv", ".parquet": "parquet", ".pq": "parquet"}
 ARRAY_SUFFIXES = {".npz": "npz", ".npy": "npy"}
-FORMATS = ("csv", "tsv", "parquet", "npz", "npy", "lines")
+FORMATS = ("csv", "tsv", "parquet", "npz", "npy", "lines", "images")
 
 
 @dataclass
 class Chunk:
     start: int          # 0-based index of the chunk's first data row
     data: Any           # a pandas DataFrame (tables) or a numpy array (arrays)
+    names: list | None = None   # image files: each row's path, as the output's `file` column shows it
 
 
 @dataclass
 class InputFile:
     path: Path
-    format: str         # csv | tsv | parquet | npz | npy | lines
+    format: str         # csv | tsv | parquet | npz | npy | lines | images
     key: str = "input"
     npz_key: str | None = None
 
@@ -39,8 +42,8 @@ class InputFile:
 
     @property
     def holds(self) -> str:
-        """What its chunks hold, as a preparation's `file_refusal` asks: "table", "arrays" or "lines"."""
-        return "table" if self.is_table else "lines" if self.format == "lines" else "arrays"
+        """What its chunks hold, as a preparation's `file_refusal` asks: "table", "arrays", "lines" or "images"."""
+        return "table" if self.is_table else self.format if self.format in ("lines", "images") else "arrays"
 
     def rows(self) -> int | None:
         """The number of data rows, when cheap to know (for the progress bar)."""
@@ -50,11 +53,14 @@ class InputFile:
         if self.format in ("npz", "npy"):
             shape = self._array_header()[0]
             return int(shape[0]) if shape else 0
+        if self.format == "images":
+            return len(self.images)
         return _count_lines(self.path) - (self.format != "lines")        # a table's header line
 
     def chunks(self, chunk_rows: int) -> Iterator[Chunk]:
         reader = {"csv": self._text_chunks, "tsv": self._text_chunks, "parquet": self._parquet_chunks,
-                  "npz": self._npz_chunks, "npy": self._npy_chunks, "lines": self._line_chunks}[self.format]
+                  "npz": self._npz_chunks, "npy": self._npy_chunks, "lines": self._line_chunks,
+                  "images": self._image_chunks}[self.format]
         yield from reader(chunk_rows)
 
     # ------------------------------------------------------------------------------------------------ tables
@@ -121,6 +127,17 @@ class InputFile:
                                file=str(self.path))
         if batch:
             yield Chunk(start, batch)
+
+    # ------------------------------------------------------------------------------------------------ images
+    @cached_property
+    def images(self) -> list[tuple[Path, str]]:
+        return image_files(self.path, self.key)
+
+    def _image_chunks(self, chunk_rows: int) -> Iterator[Chunk]:
+        """The files' paths, `chunk_rows` at a time: the preparation decodes each chunk (nothing more in memory)."""
+        for start in range(0, len(self.images), chunk_rows):
+            part = self.images[start:start + chunk_rows]
+            yield Chunk(start, [f for f, _ in part], [name for _, name in part])
 
     # ------------------------------------------------------------------------------------------------ arrays
     def _npz_member(self) -> str:
@@ -226,6 +243,36 @@ def _count_lines(path: Path) -> int:
     return count + (last != b"\n")
 
 
+def image_files(path: Path, key: str = "input") -> list[tuple[Path, str]]:
+    """(file to read, name for the output) of each image an input names, in order: one image file; a folder's images
+    (.png, .jpg, ...), its sub-folders' too, sorted by path, hidden files and folders skipped; or a .txt file of
+    paths, one a line (blank lines skipped), relative to the .txt's folder and named as written."""
+    from netkiln.data.images import IMAGE_SUFFIXES
+
+    if path.is_dir():
+        found = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+                       and not any(part.startswith(".") for part in f.relative_to(path).parts))
+        if not found:
+            raise NetkilnError(f"the folder holds no images ({', '.join(IMAGE_SUFFIXES)}), in it or its "
+                               "sub-folders", key=key, file=str(path))
+        return [(f, str(f)) for f in found]
+    if path.suffix.lower() != ".txt":
+        return [(path, str(path))]
+    out = []
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            name = line.strip()
+            if name:
+                f = path.parent / Path(name).expanduser()
+                if not f.is_file():
+                    raise NetkilnError(f"image file not found: {name} (a path in the list is relative to the list's "
+                                       "folder)", key=key, file=str(path), line=number)
+                out.append((f, name))
+    if not out:
+        raise NetkilnError("the list names no image files (one path a line)", key=key, file=str(path))
+    return out
+
+
 def open_input(path: Any, *, key: str = "input", format: str | None = None, npz_key: str | None = None) -> InputFile:
     """Check the input path and tell its format from `format` or the extension."""
     if path is None or (isinstance(path, str) and not path.strip()):
@@ -237,15 +284,18 @@ def open_input(path: Any, *, key: str = "input", format: str | None = None, npz_
         if p.parent.is_dir():
             hint = did_you_mean(p.name, [c.name for c in p.parent.iterdir()])
         raise NetkilnError(f"file not found.{hint}", key=key, file=str(p))
-    if p.is_dir():
-        raise NetkilnError("expected a file, but this is a folder", key=key, file=str(p))
-    known = {**TABLE_SUFFIXES, **ARRAY_SUFFIXES}
-    fmt = format if format not in (None, "", "auto") else known.get(p.suffix.lower())
+    from netkiln.data.images import IMAGE_SUFFIXES
+
+    known = {**TABLE_SUFFIXES, **ARRAY_SUFFIXES, **dict.fromkeys(IMAGE_SUFFIXES, "images")}
+    fmt = format if format not in (None, "", "auto") else "images" if p.is_dir() else known.get(p.suffix.lower())
     if fmt not in FORMATS:
         raise NetkilnError(f"cannot tell the input format from '{p.suffix}'; use a .csv, .tsv, .parquet, .npz, .npy "
-                           "or (text models) .txt file, or set input_format=csv|tsv|parquet|npz|npy|lines", key=key,
+                           "or (text models) .txt file, (image models) an image, a folder of them or a .txt list of "
+                           "their paths, or set input_format=csv|tsv|parquet|npz|npy|lines|images", key=key,
                            file=str(p))
-    if p.stat().st_size == 0:
+    if p.is_dir() and fmt != "images":
+        raise NetkilnError("expected a file, but this is a folder", key=key, file=str(p))
+    if not p.is_dir() and p.stat().st_size == 0:
         raise NetkilnError("the file is empty", key=key, file=str(p))
     return InputFile(p, fmt, key, npz_key)
 
@@ -256,4 +306,11 @@ def for_model(file: InputFile, reads_lines: bool, explicit_format: str | None = 
     if reads_lines and file.format == "csv" and file.path.suffix.lower() == ".txt" \
             and explicit_format in (None, "", "auto"):
         return InputFile(file.path, "lines", file.key, file.npz_key)
+    return file
+
+
+def for_images(file: InputFile, reads_images: bool, explicit_format: str | None = None) -> InputFile:
+    """A .txt file lists image paths, one a line, for a model trained on images, unless the user named its format."""
+    if reads_images and file.path.suffix.lower() == ".txt" and explicit_format in (None, "", "auto"):
+        return InputFile(file.path, "images", file.key)
     return file

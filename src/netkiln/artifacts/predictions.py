@@ -6,6 +6,7 @@ a temporary name and renamed at the end), so memory stays bounded by the chunk s
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -24,11 +25,12 @@ OUTPUT_FORMATS = {".csv": "csv", ".tsv": "tsv", ".parquet": "parquet", ".pq": "p
 
 # ------------------------------------------------------------------------------------------------ preparation
 def _relocate(err: NetkilnError, file: InputFile, start: int) -> NetkilnError:
-    """The data package's error about a chunk, re-pointed at the input file and the chunk's rows."""
+    """The data package's error about a chunk, re-pointed at the input file (unless it names its own: an image
+    file) and the chunk's rows."""
     message = err.message.replace("or allow extra columns", "or pass allow_extra=true to ignore extra columns")
-    if start and "data row" not in message:
+    if start and "data row" not in message and not err.file:
         message += f" (in the chunk starting at data row {start})"
-    return NetkilnError(message, key=file.key, file=str(file.path), line=err.line, column=err.column)
+    return NetkilnError(message, key=file.key, file=err.file or str(file.path), line=err.line, column=err.column)
 
 
 def prepare_chunk(bundle: Bundle, chunk: Chunk, file: InputFile, *, allow_extra: bool = False,
@@ -215,6 +217,8 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
     keep = list(keep_columns or [])
     if keep and not file.is_table:
         raise NetkilnError("keep_columns needs a table input (.csv or .parquet)", key="keep_columns")
+    if file.holds == "images":      # a chunk of images is decoded into float32 pixels: at most about 64 MiB
+        chunk_rows = min(chunk_rows, max(1, (64 << 20) // (4 * math.prod(bundle.input_shape))))
     total = None
     bar = None
     if progress not in (False, "false"):
@@ -247,6 +251,8 @@ def predict_file(bundle: Bundle, file: InputFile, output: Any, *, chunk_rows: in
                                          row_label=f"data row {chunk.start + int(unseen[0].positions[0])}: ")
                 unseen_all.extend((chunk.start, u) for u in unseen or [])
                 frame = output_frame(bundle, forward(bundle.network, x, batch_size))
+                if chunk.names is not None:
+                    frame.insert(0, "file", chunk.names)
                 if flag_unknown:
                     frame["unknown_categories"] = unknown.row_flags(unseen or [], len(frame))
                 if keep:

@@ -13,14 +13,15 @@ def _task(cfg) -> None:
     from omegaconf import OmegaConf
 
     from netkiln.artifacts.bundle import load_bundle
-    from netkiln.artifacts.inputs import for_model, open_input
+    from netkiln.artifacts.inputs import for_images, for_model, open_input
     from netkiln.artifacts.predictions import output_format, predict_file
 
     chunk_rows = positive_int(cfg.chunk_rows, "chunk_rows")
     output_format(cfg.output)                       # check the output name before any work
     file = open_input(cfg.input, format=cfg.input_format, npz_key=cfg.npz_key)
     bundle = load_bundle(cfg.run, allow_targets=bool(cfg.allow_targets))
-    file = for_model(file, bundle.preparer.reads_lines, cfg.input_format)
+    file = for_images(for_model(file, bundle.preparer.reads_lines, cfg.input_format), bundle.preparer.reads_images,
+                      cfg.input_format)
     keep = OmegaConf.to_container(cfg.keep_columns) if OmegaConf.is_config(cfg.keep_columns) else cfg.keep_columns
     if isinstance(keep, str):
         keep = [keep]

@@ -92,7 +92,8 @@ class Preparation:
     trained_on = "arrays"           # how messages name the training input ("this model was trained on ...")
     reads_tables = True             # a table (.csv/.tsv/.parquet, a DataFrame) can be predicted
     reads_arrays = True             # arrays (.npz/.npy, numpy, torch) can be predicted
-    reads_lines = False             # a list of strings (a .txt file, one a line): texts, image paths
+    reads_lines = False             # a list of strings (a .txt file, one a line): texts
+    reads_images = False            # image files (one, a folder of them, a .txt list of their paths)
     labelled_tables = False         # evaluate takes another labelled table (inputs and target columns)
     has_categories = False          # unknown_categories and flag_unknown apply
     export_dtype = "float32"        # what an exported graph takes
@@ -147,6 +148,9 @@ class Preparation:
                     "give an .npz or .npy file with rows of that shape")
         if (holds == "arrays" and not self.reads_arrays) or (holds == "lines" and not self.reads_lines):
             return f"this model was trained on {self.trained_on}; give {self.table_hint()}"
+        if holds == "images" and not self.reads_images:
+            return (f"image files need a model trained on images (data=images); this model was trained on "
+                    f"{self.trained_on}: give {self.table_hint()}")
         return None
 
     def table_hint(self) -> str:
@@ -359,15 +363,20 @@ class ArraysPreparation(_ArrayLike):
 
 @register_preparation
 class ImagesPreparation(_ArrayLike):
-    """Image files (data=images): loaded, resized to `image_size`, `color` channels, scaled to [0, 1]."""
+    """Image files (data=images): loaded, resized to `image_size`, `color` channels, scaled to [0, 1]; or arrays
+    (N, C, H, W) of such pixels: uint8 ones scaled by 1 / 255 as training's were, float ones taken as in [0, 1]."""
 
     kind = "images"
     trained_on = "images"
-    reads_lines = True              # image paths, one a line
+    reads_images = True
 
     def apply(self, data: Any, **options: Any) -> np.ndarray:
         if isinstance(data, (str, Path)):
             data = [data]
+        if hasattr(data, "detach"):             # a torch tensor
+            data = data.detach().cpu().numpy()
+        if isinstance(data, np.ndarray) and data.dtype == np.uint8:
+            data = data.astype(np.float32) / float(self.steps.get("pixel_scale", 255.0))
         if isinstance(data, (list, tuple)) and (not data or not isinstance(data[0], (int, float, list, tuple))):
             from .images import load_image
 
@@ -375,6 +384,9 @@ class ImagesPreparation(_ArrayLike):
             data = (np.stack([load_image(Path(f) if isinstance(f, str) else f, size, color) for f in data])
                     if data else np.zeros((0, *self.input_shape), dtype=np.float32))
         return super().apply(data, **options)
+
+    def table_hint(self) -> str:
+        return "an image file, a folder of them, a .txt list of their paths, or (N, C, H, W) pixels as .npz or .npy"
 
     @staticmethod
     def _as_floats(x: np.ndarray) -> np.ndarray:
