@@ -29,14 +29,19 @@ def front(points: dict[str, list[float]]) -> set[str]:
             if not any(dominates(q, p) for other, q in points.items() if other != name)}
 
 
-def finished_points(trials, objectives: list[Objective]) -> dict[str, list[float]]:
-    """name -> signed objective values of the finished trials with every objective known."""
+def objective_points(trials, objectives: list[Objective]) -> dict[str, list[float]]:
+    """name -> objective values (as recorded) of the finished trials with every objective known."""
     points = {}
     for trial in trials:
         values = objective_values(trial.metrics, objectives) if trial.status == "ok" else None
         if values is not None:
-            points[trial.name] = _signed(values, objectives)
+            points[trial.name] = values
     return points
+
+
+def finished_points(trials, objectives: list[Objective]) -> dict[str, list[float]]:
+    """name -> signed objective values of the finished trials with every objective known."""
+    return {name: _signed(values, objectives) for name, values in objective_points(trials, objectives).items()}
 
 
 def pareto_front(trials, objectives: list[Objective]) -> set[str]:

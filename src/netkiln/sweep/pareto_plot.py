@@ -5,8 +5,8 @@ and front membership still counts every objective (a front member may look domin
 """
 from __future__ import annotations
 
-from netkiln.sweep.objectives import Objective, objective_values
-from netkiln.sweep.pareto import pareto_front
+from netkiln.sweep.objectives import Objective
+from netkiln.sweep.pareto import objective_points, pareto_front
 from netkiln.sweep.report import COLORS, H, PAD, W, _axes, _Scale, _svg, _ticks, esc
 
 
@@ -30,11 +30,7 @@ def _ticks_for(values: list[float], scale: _Scale) -> list[float]:
 
 
 def pareto_svg(trials, objectives: list[Objective], best_name: str | None) -> str:
-    points = {}
-    for trial in trials:
-        values = objective_values(trial.metrics, objectives) if trial.status == "ok" else None
-        if values is not None:
-            points[trial.name] = values
+    points = objective_points(trials, objectives)
     if not points:
         return '<p class="note">No trial finished with every objective yet.</p>'
     members = pareto_front(trials, objectives)
