@@ -322,3 +322,17 @@ def test_moments_merge_is_numerically_stable():
     assert scale["mean"] == pytest.approx(values.mean(), rel=1e-15)
     assert scale["std"] == pytest.approx(values.std(), rel=1e-9)
     assert m.scale("minmax") == {"method": "minmax", "min": values.min(), "max": values.max()}
+
+
+def test_too_many_categories_is_refused_alike_streamed_and_in_memory(tmp_path):
+    path = tmp_path / "ids.csv"
+    pd.DataFrame({"id": [f"u{i}" for i in range(200)], "x": np.arange(200.0), "label": np.arange(200) % 2}
+                 ).to_csv(path, index=False)
+    messages = []
+    for streaming in ("false", "true"):
+        node = {"name": "csv", "path": str(path), "target": "label", "streaming": streaming, "max_categories": 20}
+        with pytest.raises(NetkilnError) as err:
+            load_dataset(node, seed=0)
+        assert err.value.key == "data.max_categories" and "'id' has 140 distinct values" in str(err.value)
+        messages.append(str(err.value))
+    assert messages[0] == messages[1]

@@ -41,7 +41,7 @@ from .streaming_stats import Moments, StreamingFit
 from .table_chunks import CHUNK_ROWS, TableChunks
 from .table_preparation import TablePreparation
 from .tabular import (TablePlan, _detect_kind, _encode_target, _is_bool_like,
-                      _plan, _split_from_column, _to_numeric, apply_columns, check_finite)
+                      _plan, _split_from_column, _to_numeric, apply_columns, check_finite, describe_table)
 
 log = logging.getLogger("netkiln")
 
@@ -257,9 +257,7 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
     fixed = _split_from_column(split_frame, plan.split_column, tf, path) if plan.split_column else None
     info.update({
         "rows": int(len(kept)),
-        "description": f"{tf.path.name}: {len(plan.features)} feature columns "
-                       f"({sum(k == 'categorical' for k in plan.kinds.values())} categorical), "
-                       f"target {', '.join(plan.target)}",
+        "description": describe_table(tf, plan),
         "columns": dict(plan.kinds), "target": plan.target,
         "split_indices_note": "indices are 0-based data rows of the file (header excluded)",
         "streaming": {"budget_bytes": budget, "reason": why, "chunk_rows": source.chunk_rows}})

@@ -14,7 +14,7 @@ import numpy as np
 
 from netkiln.errors import NetkilnError
 
-from .tabular import TablePlan, _cat_keys, _to_numeric
+from .tabular import TablePlan, _cat_keys, _to_numeric, refuse_too_many_categories
 
 
 class Moments:
@@ -149,13 +149,8 @@ class StreamingFit:
             counts[fill] += c.missing
         else:
             spec["impute"] = {"strategy": c.strategy}
-        if encoding == "onehot" and len(categories) > plan.max_categories:
-            raise NetkilnError(
-                f"column '{c.name}' has {len(categories)} distinct values in the training rows (more than "
-                f"data.max_categories={plan.max_categories}); it looks like an identifier or free text. Drop "
-                f"it ({self.path}.drop=[{c.name}]), encode it as integers ({self.path}.encodings.{c.name}=ordinal) "
-                f"or raise {self.path}.max_categories", key=f"{self.path}.max_categories", column=c.name,
-                file=str(self.tf.path) if self.tf else None)
+        if encoding == "onehot":
+            refuse_too_many_categories(c.name, len(categories), plan, self.path, self.tf)
         spec["encoding"] = encoding
         spec["categories"] = categories
         if encoding == "onehot":

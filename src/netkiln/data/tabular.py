@@ -329,6 +329,17 @@ def _encode_target(frame, plan: TablePlan, tf: TableFile, path: str):
 
 
 # ----------------------------------------------------------------------------------------------- fit / apply
+
+def refuse_too_many_categories(col: str, count: int, plan: TablePlan, path: str, tf) -> None:
+    """One-hot encoding of a column with more distinct training values than data.max_categories is refused."""
+    if count > plan.max_categories:
+        raise NetkilnError(
+            f"column '{col}' has {count} distinct values in the training rows (more than "
+            f"data.max_categories={plan.max_categories}); it looks like an identifier or free text. Drop "
+            f"it ({path}.drop=[{col}]), encode it as integers ({path}.encodings.{col}=ordinal) or raise "
+            f"{path}.max_categories", key=f"{path}.max_categories", column=col,
+            file=str(tf.path) if tf else None)
+
 def fit_columns(frame, plan: TablePlan, tf: TableFile | None = None, path: str = "data") -> list[dict]:
     """Fit every column's preparation on `frame` (the training rows only)."""
     specs = []
@@ -372,13 +383,8 @@ def fit_columns(frame, plan: TablePlan, tf: TableFile | None = None, path: str =
                 spec["impute"] = {"strategy": strategy, "value": sorted(top)[0]}
             else:
                 spec["impute"] = {"strategy": strategy}
-            if encoding == "onehot" and len(categories) > plan.max_categories:
-                raise NetkilnError(
-                    f"column '{col}' has {len(categories)} distinct values in the training rows (more than "
-                    f"data.max_categories={plan.max_categories}); it looks like an identifier or free text. Drop "
-                    f"it ({path}.drop=[{col}]), encode it as integers ({path}.encodings.{col}=ordinal) or raise "
-                    f"{path}.max_categories", key=f"{path}.max_categories", column=col,
-                    file=str(tf.path) if tf else None)
+            if encoding == "onehot":
+                refuse_too_many_categories(col, len(categories), plan, path, tf)
             spec["encoding"] = encoding
             spec["categories"] = categories
             if encoding == "onehot":
@@ -530,6 +536,13 @@ def _split_from_column(frame, col: str, tf: TableFile, path: str) -> dict[str, n
     return out
 
 
+
+def describe_table(tf: TableFile, plan: TablePlan) -> str:
+    """The source's one-line description in the run's records."""
+    categorical = sum(k == "categorical" for k in plan.kinds.values())
+    return (f"{tf.path.name}: {len(plan.features)} feature columns ({categorical} categorical), "
+            f"target {', '.join(plan.target)}")
+
 def load_table(node: dict, path: str) -> RawSource:
     if node.get("standardize") is not None:
         raise NetkilnError(f"table sources scale with {path}.scale (standard, minmax or none) instead of "
@@ -571,9 +584,7 @@ def load_table(node: dict, path: str) -> RawSource:
 
     fixed = _split_from_column(frame, plan.split_column, tf, path) if plan.split_column else None
     info.update({"rows": int(len(frame) + (len(test_frame) if test_frame is not None else 0)),
-                 "description": f"{tf.path.name}: {len(plan.features)} feature columns "
-                                f"({sum(k == 'categorical' for k in plan.kinds.values())} categorical), "
-                                f"target {', '.join(plan.target)}",
+                 "description": describe_table(tf, plan),
                  "columns": dict(plan.kinds), "target": plan.target,
                  "split_indices_note": "indices are 0-based data rows of the file (header excluded)"
                                        + ("; test indexes the rows of data.test_path" if test_frame is not None
