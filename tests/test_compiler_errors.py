@@ -119,3 +119,34 @@ def test_missing_layers_key():
     with pytest.raises(NetkilnError) as info:
         compile_model({"head": "auto"}, SEQ, TEN)
     assert info.value.key == "model.layers"
+
+
+@pytest.mark.parametrize("first", [{"embedding": {"output_dim": 8, "mask_zero": True}}, {"embedding": 16}])
+@pytest.mark.parametrize("shape,layout", [((4,), "flat features (None, 4)"), (SEQ, "a sequence (T, F) (None, 40, 1)")])
+def test_a_model_starting_with_an_embedding_needs_token_data(first, shape, layout):
+    """textcnn/textrnn (or any model whose first layer embeds unsized ids) on a table or a signal: the message says
+    it is a text model and which data it needs, naming `model`, not the embedding's input_dim."""
+    err, text = error([first, "globalmaxpool1d"], shape)
+    assert err.key == "model"
+    assert "starts with an embedding over token ids" in text and "needs text data" in text
+    assert "data=text" in text and "data=reviews" in text and layout in text
+
+
+def test_an_embedding_with_its_input_dim_or_after_another_layer_keeps_its_own_checks():
+    # input_dim written: integer ids of the user's own, compiled as before
+    net = compile_model({"layers": [{"embedding": {"output_dim": 3, "input_dim": 9}}, "flatten"]}, (4,), TEN)
+    assert net.output_shape == (10,)
+    # an embedding later in the model, without input_dim: the embedding's own key and message
+    err, text = error([{"reshape": [40]}, {"embedding": 8}, "flatten"])
+    assert err.key == "model.layers[1].input_dim" and "no vocabulary" in text
+
+
+def test_train_a_text_model_on_a_table_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from netkiln.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "data=iris", "model=textcnn", "trainer.enable_progress_bar=false"]) == 2
+    err = capsys.readouterr().err
+    assert "model: this model starts with an embedding over token ids" in err
+    assert "data=text" in err and "data=reviews" in err and "Traceback" not in err
+    assert "input_dim (embedding)" not in err

@@ -159,9 +159,12 @@ def test_written_input_dim_is_kept_and_scalar_shorthand_is_output_dim():
 
 
 def test_embedding_without_vocabulary_or_input_dim_names_the_key():
-    with pytest.raises(ModelSpecError) as info:
+    with pytest.raises(ModelSpecError) as info:      # first: a text model on other data
         compile_model({"layers": [{"embedding": {"output_dim": 8}}, "flatten"]}, (T,), THREE)
-    assert info.value.key == "model.layers[0].input_dim"
+    assert info.value.key == "model" and "needs text data" in str(info.value)
+    with pytest.raises(ModelSpecError) as info:      # later: the embedding's own input_dim
+        compile_model({"layers": ["relu", {"embedding": {"output_dim": 8}}, "flatten"]}, (T,), THREE)
+    assert info.value.key == "model.layers[1].input_dim"
     assert "no vocabulary" in str(info.value) and "write input_dim" in str(info.value)
 
 

@@ -343,6 +343,19 @@ def _check_starts_with_embedding(first: Any, key: str, vocab_size: int) -> None:
                          ", or use model=textcnn, model=textrnn or model=auto", key=key, layer=entry.name)
 
 
+def _check_embedding_has_ids(first: Any, key: str, shape: tuple) -> None:
+    """A model that starts with an embedding of unsized ids (textcnn, textrnn) is a text model: on data without a
+    vocabulary (a table, images, a signal) say so, rather than asking for the embedding's input_dim."""
+    entry = parse_entry(first, f"{key}.layers[0]")
+    if entry.kind != "layer" or entry.name != "embedding" or entry.args.get("input_dim") is not None:
+        return
+    raise ModelSpecError(f"this model starts with an embedding over token ids ({key}.layers[0]), so it needs text "
+                         "data: data=text data.path=FILE (a table with a text column, or a folder of .txt files) "
+                         f"or data=reviews. The data here are {describe(shape)}, not token ids: choose a model "
+                         "for them (model=auto picks one), or, for integer ids of your own, write "
+                         f"{key}.layers[0].input_dim (the largest id + 1)", key=key)
+
+
 def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bool,
              only_trusted: bool, vocab_size: int | None = None) -> Network:
     cfg = to_container(model_cfg)
@@ -365,6 +378,8 @@ def _compile(model_cfg: Any, input_shape: Any, task, key: str, allow_targets: bo
     shape = _check_input_shape(input_shape)
     if vocab_size is not None:
         _check_starts_with_embedding(layers[0], f"{key}.layers[0]", vocab_size)
+    else:
+        _check_embedding_has_ids(layers[0], key, shape)
 
     builder = _Builder(allow_targets, only_trusted, vocab_size)
     modules, names, rows = [], [], []
