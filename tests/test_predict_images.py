@@ -10,6 +10,7 @@ import netkiln
 from conftest import TINY
 from netkiln.cli import main
 from netkiln.data.images import load_image
+from netkiln.errors import NetkilnError
 
 FAST = ["trainer=debug", "trainer.enable_progress_bar=false", "batch_size=8", "trainer.max_epochs=1"]
 
@@ -121,3 +122,41 @@ def test_an_image_for_a_table_model_is_refused(photos, tmp_path, capsys):
     for input in (root / "photos" / "cats" / "0.png", root / "photos"):
         assert _predict(table_run, input, out) == 2
         assert "image files need a model trained on images" in capsys.readouterr().err and not out.exists()
+
+
+def test_integer_pixels_are_scaled_and_out_of_range_pixels_refused(photos, tmp_path, capsys):
+    """int64/int32 arrays in 0..255 are pixels (scaled as uint8 ones, with a log line); integers outside 0..255 and
+    floats above 1.5 (0..255 saved as floats) would go in unscaled: exit 2 naming the file, nothing written."""
+    _, run = photos
+    pixels = np.random.default_rng(2).integers(0, 256, (5, 3, 8, 8), dtype=np.uint8)
+    assert _predict(run, _saved(tmp_path, "u8.npy", pixels), tmp_path / "u8.csv") == 0
+    expected = _probs(pd.read_csv(tmp_path / "u8.csv"))
+    for dtype in (np.int64, np.int32):
+        out = tmp_path / f"{np.dtype(dtype).name}.csv"
+        capsys.readouterr()
+        assert _predict(run, _saved(tmp_path, f"{np.dtype(dtype).name}.npy", pixels.astype(dtype)), out,
+                        "chunk_rows=2") == 0
+        np.testing.assert_allclose(_probs(pd.read_csv(out)), expected, atol=1e-6)
+        said = [line for line in capsys.readouterr().out.splitlines() if "scaled by 1/255" in line]
+        assert len(said) == 1 and np.dtype(dtype).name in said[0]       # once, not once per chunk (3 chunks)
+    too_big = pixels.astype(np.int64)
+    too_big[3, 0, 0, 0] = 256
+    negative = pixels.astype(np.int32) - 1
+    for name, bad, said in (("big.npy", too_big, "integers from 0 to 256"), ("neg.npy", negative, "from -1"),
+                            ("floats.npz", pixels.astype(np.float32), "floats up to 255")):
+        out = tmp_path / "bad.csv"
+        assert _predict(run, _saved(tmp_path, name, bad), out) == 2
+        err = capsys.readouterr().err
+        assert said in err and name in err and "scaled" in err, err
+        assert not out.exists()
+    model = netkiln.load(run)
+    np.testing.assert_allclose(model.predict_proba(pixels.astype(np.int64)), model.predict_proba(pixels), atol=1e-6)
+    assert len(model.predict_proba(np.full((2, 3, 8, 8), 1.5, dtype=np.float32))) == 2     # 1.5: still taken
+    with pytest.raises(NetkilnError, match="floats up to 255"):
+        model.predict_proba(pixels.astype(np.float64))
+
+
+def _saved(folder, name, array):
+    path = folder / name
+    np.savez(path, x=array) if name.endswith(".npz") else np.save(path, array)
+    return path

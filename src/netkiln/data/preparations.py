@@ -364,7 +364,8 @@ class ArraysPreparation(_ArrayLike):
 @register_preparation
 class ImagesPreparation(_ArrayLike):
     """Image files (data=images): loaded, resized to `image_size`, `color` channels, scaled to [0, 1]; or arrays
-    (N, C, H, W) of such pixels: uint8 ones scaled by 1 / 255 as training's were, float ones taken as in [0, 1]."""
+    (N, C, H, W) of such pixels: uint8 ones (and integers in 0..255) scaled by 1 / 255 as training's were, float ones
+    taken as in [0, 1]; other integers, and floats above 1.5, are refused (data/pixel_inputs.py)."""
 
     kind = "images"
     trained_on = "images"
@@ -375,14 +376,19 @@ class ImagesPreparation(_ArrayLike):
             data = [data]
         if hasattr(data, "detach"):             # a torch tensor
             data = data.detach().cpu().numpy()
-        if isinstance(data, np.ndarray) and data.dtype == np.uint8:
-            data = data.astype(np.float32) / float(self.steps.get("pixel_scale", 255.0))
         if isinstance(data, (list, tuple)) and (not data or not isinstance(data[0], (int, float, list, tuple))):
             from .images import load_image
 
             size, color = tuple(self.steps["image_size"]), self.steps["color"]
             data = (np.stack([load_image(Path(f) if isinstance(f, str) else f, size, color) for f in data])
                     if data else np.zeros((0, *self.input_shape), dtype=np.float32))
+            return super().apply(data, **options)
+        if isinstance(data, (list, tuple)):
+            data = np.asarray(data)
+        if isinstance(data, np.ndarray):        # pixels: scaled as training's were, or refused (data/pixel_inputs)
+            from .pixel_inputs import scale_pixels
+            told = self.__dict__.setdefault("_told_integers", [])      # log the scaling once, not every chunk
+            data = scale_pixels(data, float(self.steps.get("pixel_scale", 255.0)), told)
         return super().apply(data, **options)
 
     def table_hint(self) -> str:
