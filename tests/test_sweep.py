@@ -214,3 +214,62 @@ def test_the_terminal_leaderboard_prints_overrides_and_errors_with_brackets_as_w
     out = capsys.readouterr().out
     assert "best: trial 0 (data.drop=[id] model=mlp)" in out
     assert "[14, 1]" in out and "[sweep]" in out and out.count("data.drop=[id]") == 3
+
+
+def _wide_board(tmp_path):
+    """A leaderboard with more columns than 120 characters hold (cv spread, Pareto, constraints, latency)."""
+    from netkiln.sweep.leaderboard import Leaderboard, Trial
+
+    best = Trial("0", tmp_path / "0", ["model.vars.width=16", "optimizer.lr=0.05421977611448919"], "ok",
+                 {"monitor": "val/acc", "mode": "max", "monitored": 0.8109})
+    row = {"rank": 1, "trial": "0", "status": "ok", "overrides": " ".join(best.overrides), "monitor": "val/acc",
+           "value": 0.8109, "pareto": "yes", "constraints": "ok", "val/acc": 0.8109, "val/acc ±std": 0.0244,
+           "test/acc": 0.7961, "test/f1": 0.7712, "params": 403, "latency_ms": 0.0011, "epochs": 4,
+           "seconds": 0.208, "error": ""}
+    return Leaderboard(tmp_path, [row], best, rule="best: the top of val/acc:max among the Pareto front of "
+                       "val/acc:max, latency_ms:min: trial 0.",
+                       basis="the top of val/acc:max among the Pareto front of val/acc:max, latency_ms:min")
+
+
+PRINTED = ["rank", "trial", "status", "overrides", "val/acc", "val/acc ±std", "pareto", "constraints", "latency_ms",
+           "test/acc", "test/f1", "params", "epochs", "seconds"]
+
+
+def test_the_leaderboard_printed_to_a_pipe_has_every_column_and_one_best_line(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from netkiln.sweep.leaderboard import print_leaderboard
+
+    console = Console(file=io.StringIO(), width=80)             # not a terminal: as in a pipe, a file, CI
+    print_leaderboard(_wide_board(tmp_path), console)
+    out = console.file.getvalue()
+    header = next(line for line in out.splitlines() if "rank" in line)
+    assert [cell.strip() for cell in header.strip("┃").split("┃")] == PRINTED
+    assert "0.2080" in out and "0.0011" in out                  # the last columns' cells, too
+    assert "optimizer.lr=0.05421977611448919" in out             # on one line: nothing folded
+    best_lines = [line for line in out.splitlines() if line.startswith("best")]
+    assert len(best_lines) == 1 and "trial 0" in best_lines[0] and "the top of val/acc:max" in best_lines[0]
+
+
+@pytest.mark.parametrize("width", [60, 100, 130])
+def test_a_narrow_terminal_names_the_columns_it_leaves_out(tmp_path, width):
+    import io
+
+    from rich.console import Console
+
+    from netkiln.sweep.leaderboard import print_leaderboard
+
+    console = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    print_leaderboard(_wide_board(tmp_path), console)
+    out = console.file.getvalue()
+    assert max(len(line) for line in out.splitlines()) <= width         # nothing runs past the terminal's edge
+    header = next(line for line in out.splitlines() if "rank" in line)
+    shown = [cell.strip() for cell in header.strip("┃").split("┃")]
+    note = " ".join(out[out.index("not shown"):].split()) if "not shown" in out else ""
+    left_out = note.split(": ", 1)[1].split(" (every")[0].split(", ") if note else []
+    assert shown + left_out == PRINTED                                   # every column: shown, or named
+    assert width == 130 or left_out                                      # 60 and 100 are too narrow for all
+    assert not note or "leaderboard.csv" in note
+    assert sum(line.startswith("best") for line in out.splitlines()) == 1

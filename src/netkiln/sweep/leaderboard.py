@@ -14,7 +14,7 @@ from pathlib import Path
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 from netkiln.sweep.objectives import metric_value, monitored_objective, sweep_objectives
-from netkiln.sweep.pareto import mark_rows, pick_best
+from netkiln.sweep.pareto import mark_rows, pick_best, selection_rule
 from netkiln.sweep.cv_columns import refit_note, spread_cells
 from netkiln.sweep.report import finite_number, format_cell, report_html
 from netkiln.sweep.storage_trials import with_storage_trials
@@ -208,6 +208,7 @@ class Leaderboard:
     rows: list[dict]
     best: Trial | None
     rule: str | None = None         # how best was picked, with several objectives (sweep/pareto.py)
+    basis: str | None = None        # the same rule without its outcome: "the top of ... among ..."
 
     @property
     def failed(self) -> int:
@@ -229,9 +230,10 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
     rows = build_rows(trials, primary)
     ranked = rank(trials, primary)
     best = ranked[0] if ranked and ranked[0].status == "ok" and ranked[0].value is not None else None
-    rule = None
+    rule = basis = None
     if objectives:
         best, rule = pick_best(ranked, objectives, constraints)
+        basis = selection_rule(objectives, constraints)
         rows = mark_rows(rows, trials, objectives, constraints)
     write_text_atomic(sweep_dir / "leaderboard.csv", to_csv(rows))
     note = refit_note(best.metrics) if best is not None else None        # cv.refit: what best/ is
@@ -248,26 +250,33 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
     write_json_atomic(sweep_dir / "best.json", best_info)
     write_text_atomic(sweep_dir / "report.html", report_html(sweep_dir, trials, rows, _columns(rows), best))
     _point_best(sweep_dir, best)
-    return Leaderboard(sweep_dir, rows, best, rule)
+    return Leaderboard(sweep_dir, rows, best, rule, basis)
 
 
-def print_leaderboard(board: Leaderboard) -> None:
-    """A compact table for the terminal; leaderboard.csv / .md hold every column."""
-    from rich.console import Console
+def _printed_columns(board: Leaderboard) -> list[str]:
+    """The terminal table's columns, most telling first (a narrow terminal loses the last ones)."""
+    all_columns = _columns(board.rows)
+    columns = ["rank", "trial", "status", "overrides", "value"]
+    spread = f"{board.best.metrics.get('monitor')} ±std" if board.best else None
+    if spread in all_columns:           # cross-validation trials: the folds' spread beside the mean
+        columns.append(spread)
+    if board.rule:                      # several objectives: the front, the constraints, and latency if it is one
+        columns += [c for c in ("pareto", "constraints") if c in all_columns]
+        columns += ["latency_ms"] if "latency_ms" in board.rule else []
+    columns += [c for c in all_columns if c.startswith("test/") and c != "test/loss"][:2]
+    columns += ["params", "epochs", "seconds"]
+    if any(row["status"] in ("failed", "damaged") for row in board.rows):
+        columns.append("error")
+    return columns
+
+
+_ESSENTIAL = 5          # rank, trial, status, overrides, value: never left out
+
+
+def _table(board: Leaderboard, columns: list[str]):
     from rich.table import Table
     from rich.text import Text          # plain text: overrides such as data.drop=[id] are not rich markup
 
-    test_columns = [c for c in _columns(board.rows) if c.startswith("test/") and c != "test/loss"][:2]
-    columns = ["rank", "trial", "status", "overrides", "value", *test_columns, "params", "epochs", "seconds"]
-    spread = f"{board.best.metrics.get('monitor')} ±std" if board.best else None
-    if spread in _columns(board.rows):          # cross-validation trials: the folds' spread beside the mean
-        columns.insert(columns.index("value") + 1, spread)
-    if board.rule:                  # several objectives: the front, the constraints, and latency if it is one
-        marks = [c for c in ("pareto", "constraints") if board.rows and c in board.rows[0]]
-        columns[5:5] = marks + (["latency_ms"] if "latency_ms" in board.rule else [])
-    with_errors = any(row["status"] in ("failed", "damaged") for row in board.rows)
-    if with_errors:
-        columns.append("error")
     monitor = board.best.metrics.get("monitor") if board.best else "value"
     table = Table(title=Text(f"Leaderboard: {board.sweep_dir}"))
     for column in columns:
@@ -277,18 +286,58 @@ def print_leaderboard(board: Leaderboard) -> None:
     for row in board.rows:
         style = {"failed": "red", "damaged": "red", "pruned": "yellow", "incomplete": "dim"}.get(row["status"])
         cells = [format_cell(row.get(c)) for c in columns]
-        if with_errors and len(cells[-1]) > 50:      # the full error is in leaderboard.md
+        if columns[-1] == "error" and len(cells[-1]) > 50:      # the full error is in leaderboard.md
             cells[-1] = cells[-1][:49] + "…"
         table.add_row(*(Text(cell) for cell in cells), style=style)
-    console = Console(width=max(Console().width, 120))
-    console.print(table)
-    if board.best is not None:
-        console.print(f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
-                      f"{monitor} = {board.best.value:.4f}; bundle at {board.sweep_dir / 'best'}", markup=False)
-        note = refit_note(board.best.metrics)
-        if note:
-            console.print(note, markup=False)
+    return table
+
+
+def _drawn_width(table, width: int | None = None) -> int:
+    """How wide rich draws the table when asked to fit `width` (None: as wide as it likes). It folds text, but a
+    column never gets narrower than a few characters, and what still does not fit a console is cut off at its
+    edge: drawn on a wide enough console, the lines show the width it really needs."""
+    import io
+
+    from rich.console import Console
+
+    console = Console(width=100_000, file=io.StringIO())
+    table.width = width
+    try:
+        console.print(table)
+    finally:
+        table.width = None
+    return max(map(len, console.file.getvalue().splitlines()), default=0)
+
+
+def print_leaderboard(board: Leaderboard, console=None) -> None:
+    """The leaderboard as a table. In a terminal the columns that cannot fit its width are left out and named;
+    elsewhere (a pipe, a file, CI) every column is printed at its full width. leaderboard.csv / .md hold every
+    column in any case."""
+    from rich.console import Console
+
+    console = console or Console()
+    columns = _printed_columns(board)
+    table = _table(board, columns)
+    left_out: list[str] = []
+    if console.is_terminal:
+        while _drawn_width(table, console.width) > console.width and len(columns) > _ESSENTIAL:
+            left_out.insert(0, columns.pop())
+            table = _table(board, columns)
     else:
-        console.print(board.rule or "no trial finished successfully.", markup=False)
-    if board.best is not None and board.rule:
-        console.print(board.rule, markup=False)
+        console.width = max(console.width, _drawn_width(table))
+    console.print(table)
+    if left_out:
+        console.print(f"not shown, the terminal is too narrow: {', '.join(left_out)} (every column is in "
+                      f"{board.sweep_dir / 'leaderboard.csv'})", markup=False)
+    if board.best is None:
+        console.print(board.rule or "no trial finished successfully.", markup=False, soft_wrap=not console.is_terminal)
+        return
+    monitor = board.best.metrics.get("monitor")
+    line = (f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
+            f"{monitor} = {board.best.value:.4f}")
+    if board.basis:                 # several objectives or constraints: the rule that picked it, in the same line
+        line += f" ({board.basis})"
+    console.print(f"{line}; bundle at {board.sweep_dir / 'best'}", markup=False, soft_wrap=not console.is_terminal)
+    note = refit_note(board.best.metrics)
+    if note:
+        console.print(note, markup=False, soft_wrap=not console.is_terminal)

@@ -48,15 +48,21 @@ def pareto_front(trials, objectives: list[Objective]) -> set[str]:
     return front(finished_points(trials, objectives))
 
 
+def selection_rule(objectives: list[Objective], constraints: Constraints) -> str:
+    """How `best` is picked, as words: "the top of val/acc:max among the Pareto front of val/acc:max, params:min"."""
+    names = ", ".join(str(o) for o in objectives)
+    rule = f"the top of {objectives[0]}" + (f" among the Pareto front of {names}" if len(objectives) > 1 else "")
+    if constraints:
+        rule += f" {'of' if len(objectives) > 1 else 'among'} the trials that meet {constraints.describe()}"
+    return rule
+
+
 def pick_best(ranked, objectives: list[Objective], constraints: Constraints):
     """(best trial or None, the sentence that says how it was picked). `ranked`: the leaderboard's order (best
     first by the primary objective)."""
     feasible = [t for t in ranked if not constraints.violations(t.metrics)] if constraints else list(ranked)
     members = pareto_front(feasible, objectives)
-    names = ", ".join(str(o) for o in objectives)
-    rule = f"best: the top of {objectives[0]}" + (f" among the Pareto front of {names}" if len(objectives) > 1 else "")
-    if constraints:
-        rule += f" {'of' if len(objectives) > 1 else 'among'} the trials that meet {constraints.describe()}"
+    rule = f"best: {selection_rule(objectives, constraints)}"
     best = next((t for t in ranked if t.name in members), None)
     if best is None:
         why = "no finished trial meets " + constraints.describe() if constraints and pareto_front(ranked, objectives) \
