@@ -124,3 +124,36 @@ def test_predict_ignores_blank_lines_at_the_end_of_a_txt_file(runs, tmp_path, ca
         err = capsys.readouterr().err
         assert expected in err and "Traceback" not in err, err
         assert not (tmp_path / "b.csv").exists()
+
+
+def test_data_filter_keeps_the_rows_it_names_as_training_does(runs, tmp_path, capsys):
+    """evaluate data.path=other.csv data.filter=...: the filter's rows only, scored exactly as a file holding just
+    those rows; a folder refuses the filter; a bad filter names data.filter."""
+    rows = reviews(30, seed=6)
+    sources = ["web" if i % 3 else "mail" for i in range(len(rows))]
+    path = write_csv(tmp_path / "all.csv", [(t, y, s) for (t, y), s in zip(rows, sources)],
+                     header=("review", "label", "source"))
+    kept = [r for r, s in zip(rows, sources) if s == "mail"]
+    only = write_csv(tmp_path / "mail.csv", kept)
+    code, filtered = evaluate(runs["csv"], tmp_path / "ev", f"data.path={path}", "data.filter=\"source == 'mail'\"")
+    assert code == 0 and filtered["rows"] == len(kept) == 10
+    assert sum(r["support"] for r in filtered["per_class"] if r["class"] == "pos") == \
+        sum(label == "pos" for _, label in kept)
+    reference = evaluate(runs["csv"], tmp_path / "ev2", f"data.path={only}")[1]
+    assert filtered["metrics"] == reference["metrics"] and filtered["per_class"] == reference["per_class"]
+    if (tmp_path / "ev" / "mistakes.csv").exists():                    # only the filter's texts are reported
+        with open(tmp_path / "ev" / "mistakes.csv", newline="") as fh:
+            assert {r["text"] for r in csv.DictReader(fh)} <= {t for t, _ in kept}
+
+    folder = write_folder(tmp_path / "new", reviews(6, seed=7))
+    for run, args, expected in [
+        (runs["folder"], [f"data.path={folder}", "data.filter=\"label == 'pos'\""],
+         ["data.filter applies to a table file", "is a folder"]),
+        (runs["csv"], [f"data.path={path}", "data.filter=\"sourse == 'mail'\""], ["data.filter", "'source'"]),
+        (runs["csv"], [f"data.path={path}", "data.filter=\"source == 'fax'\""], ["data.filter", "keeps none"]),
+    ]:
+        capsys.readouterr()
+        assert evaluate(run, tmp_path / "bad", *args)[0] == 2
+        err = capsys.readouterr().err
+        assert all(e in err for e in expected) and "Traceback" not in err, err
+        assert not (tmp_path / "bad").exists()

@@ -307,11 +307,15 @@ def _drop_empty_files(texts, y, files, root: Path, key: str):
     return [texts[i] for i in keep], y[keep], [files[i] for i in keep]
 
 
-def load_text_folder(node: dict, path: str, settings: dict, root: Path) -> RawSource:
-    for k in ("text", "target", "filter", "split_column"):
+def _refuse_table_keys(node: dict, path: str, keys: Sequence[str]) -> None:
+    for k in keys:
         if node.get(k) is not None:
             raise NetkilnError(f"{path}.{k} applies to a table file, but {path}.path is a folder (its sub-folders are "
                                "the classes); remove it", key=f"{path}.{k}")
+
+
+def load_text_folder(node: dict, path: str, settings: dict, root: Path) -> RawSource:
+    _refuse_table_keys(node, path, ("text", "target", "filter", "split_column"))
     if node.get("task") not in (None, "auto", "classification", "binary", "multiclass"):
         raise NetkilnError("a folder of class sub-folders is a classification task", key=f"{path}.task")
     encoding = node.get("text_encoding") or "utf-8"
@@ -341,7 +345,8 @@ def load_text_folder(node: dict, path: str, settings: dict, root: Path) -> RawSo
 def read_labelled(node: dict, path: str, *, text_column: str, target: list[str], classes: list[str] | None):
     """Other labelled texts for `netkiln evaluate`, read as training reads them: a folder of class sub-folders (each
     one of the model's `classes`), or a table whose {path}.text and {path}.target columns (default: the model's
-    `text_column` and `target`) hold the texts and the true values; rows without a text are dropped.
+    `text_column` and `target`) hold the texts and the true values; {path}.filter keeps rows as in training; rows
+    without a text are dropped.
     → (a DataFrame of the texts and true values under the model's column names, the data's name)."""
     import pandas as pd
 
@@ -349,6 +354,7 @@ def read_labelled(node: dict, path: str, *, text_column: str, target: list[str],
     p = check_file(node.get("path"), key, kind="folder" if _is_dir(node.get("path")) else "file or folder")
     encoding = node.get("text_encoding") or "utf-8"
     if p.is_dir():
+        _refuse_table_keys(node, path, ("filter",))
         if classes is None:
             raise NetkilnError("the sub-folders of a folder are classes, but this model predicts values; give a table "
                                "with the texts and their true values", key=key, file=str(p))
@@ -366,8 +372,24 @@ def read_labelled(node: dict, path: str, *, text_column: str, target: list[str],
                            f"in {path}.target", key=f"{path}.target")
     check_columns([col], frame.columns, f"{path}.text", "text", tf.path)
     check_columns(names, frame.columns, f"{path}.target", "target", tf.path)
+    frame = _filter_rows(frame, node.get("filter"), tf, path)
     frame, _ = _drop_empty(frame, _text_column(frame, col, tf, path), tf, path, {})
     return frame[[col, *names]].set_axis([text_column, *target], axis=1), tf.path.name
+
+
+def _filter_rows(frame, text: str | None, tf: TableFile, path: str):
+    """{path}.filter applied as training applies it (tabular._clean): parsed by row_filter, its columns checked
+    against the file's, an error when it keeps no row."""
+    if text is None:
+        return frame
+    from .row_filter import parse_filter
+    from .tabular import _apply_filter
+
+    row_filter = parse_filter(text, key=f"{path}.filter")
+    row_filter.check_columns([str(c) for c in frame.columns], str(tf.path))
+    kept = _apply_filter(frame, row_filter, tf)
+    log.info("%s: %s keeps %d of %d rows", tf.path.name, f"{path}.filter", len(kept), len(frame))
+    return kept
 
 
 def load_text(node: dict, path: str) -> RawSource:
