@@ -151,6 +151,17 @@ def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp
     assert f"Trial {best['trial']}: best/ is this trial's refit" in (out / "leaderboard.md").read_text()
     printed = capsys.readouterr().out
     assert "val/acc ±std" in printed and "best/ is this trial's refit on train + val" in printed
+    # The refit runs from Hydra's sweep callback, yet its lines look like the trials' (not "[HYDRA] cv.refit: ...")
+    lines = printed.splitlines()
+    start = next(i for i, line in enumerate(lines) if "cv.refit: retraining the best trial" in line)
+    end = next(i for i, line in enumerate(lines) if "cv.refit: " in line and "bundle in" in line)
+    refit_lines = [line for line in lines[start:end + 1] if line.startswith("[")]
+    assert len(refit_lines) >= 4 and not any("[HYDRA]" in line for line in refit_lines)
+    assert all(line.split("] - ", 1)[0].endswith("[INFO") for line in refit_lines)
+    assert "][netkiln.data][INFO] - data " in "\n".join(refit_lines)
+    # ... and they go to the trial's train.log, after its folds' lines
+    trial_log = (out / best["trial"] / "train.log").read_text()
+    assert trial_log.index("cv: fold 2 of 2") < trial_log.index("][netkiln][INFO] - cv.refit: training on train + val")
 
 
 def test_an_optuna_pruner_sees_every_folds_epochs(tmp_path):
