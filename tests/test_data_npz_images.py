@@ -198,3 +198,84 @@ def test_npz_object_arrays_are_refused(tmp_path):
     p = tmp_path / "o.npz"
     np.savez(p, x=np.array([[1, "a"], [2, None]], dtype=object), y=np.array([0, 1]))
     assert "Python objects" in str(err({"name": "npz", "path": str(p)}))
+
+
+# ----------------------------------------------------------------------------------------------- uint8 image arrays
+def test_uint8_image_arrays_are_held_as_pixels(tmp_path):
+    """An .npz of uint8 images is held as uint8 (a quarter of float32's bytes) and seen / 255 as an image folder's:
+    the inputs equal those of the same pixels saved as float32 / 255, and, standardised, those of the 0..255 floats
+    it was read as before. Other arrays stay float32."""
+    pixels = RNG.integers(0, 256, (60, 6, 6, 3), dtype=np.uint8)          # channels last
+    y = np.arange(60) % 3
+    u8 = load_dataset({"name": "npz", "path": str(npz(tmp_path, "u8.npz", x=pixels, y=y))})
+    scaled = load_dataset({"name": "npz", "path": str(npz(tmp_path, "f.npz", x=pixels.astype(np.float32) / 255,
+                                                          y=y))})
+    before = load_dataset({"name": "npz", "path": str(npz(tmp_path, "b.npz", x=pixels.astype(np.float32), y=y))})
+    assert u8.x_train.dtype == torch.uint8 and u8.input_shape == (3, 6, 6) == scaled.input_shape
+    assert u8.x_train.nbytes * 4 == scaled.x_train.nbytes
+    assert u8.preprocessing["pixel_scale"] == 255.0 and "pixel_scale" not in scaled.preprocessing
+    assert u8.preprocessing["standardize"] == scaled.preprocessing["standardize"]
+    for split in ("train", "val", "test"):
+        seen = u8.floats(getattr(u8, f"x_{split}"))
+        assert torch.equal(seen, getattr(scaled, f"x_{split}"))
+        assert torch.allclose(seen, getattr(before, f"x_{split}"), atol=1e-5)     # standardised, as before
+    raw = load_dataset({"name": "npz", "path": str(tmp_path / "u8.npz"), "standardize": False})
+    assert torch.equal(raw.floats(raw.x_val), torch.from_numpy(pixels[raw.split_indices["val"]].transpose(0, 3, 1, 2)
+                                                                .astype(np.float32) / 255))
+    # not images, or not uint8: float32 as before
+    flat = load_dataset({"name": "npz", "path": str(npz(tmp_path, "flat.npz", x=pixels.reshape(60, -1), y=y))})
+    ints = load_dataset({"name": "npz", "path": str(npz(tmp_path, "i.npz", x=pixels.astype(np.int64), y=y))})
+    assert flat.x_train.dtype == ints.x_train.dtype == torch.float32 and flat.pixels is None is ints.pixels
+    mixed = load_dataset({"name": "npz", "path": str(npz(tmp_path, "m.npz", x=pixels, y=y, x_test=pixels[:5] / 255,
+                                                         y_test=y[:5]))})
+    assert mixed.x_test.dtype == torch.float32 and mixed.pixels is None
+
+
+@pytest.mark.slow
+def test_training_on_uint8_image_arrays_matches_the_float_path(tmp_path, capsys):
+    """Trained on an .npz (folder of .npy) of uint8 images: the same weights as on the float32 pixels / 255; predict
+    and evaluate scale a uint8 (or integer) array alike and refuse unscaled floats."""
+    from safetensors.numpy import load_file
+
+    from netkiln.cli import main
+
+    pixels = RNG.integers(0, 256, (80, 1, 8, 8), dtype=np.uint8)
+    y = (pixels.reshape(80, -1).mean(axis=1) > 127).astype(np.int64)
+    folder = tmp_path / "u8"
+    folder.mkdir()
+    np.save(folder / "x.npy", pixels)           # memory-mapped, read as uint8
+    np.save(folder / "y.npy", y)
+    npz(tmp_path, "f.npz", x=pixels.astype(np.float32) / 255, y=y)
+    fast = ["model=mlp", "trainer=debug", "trainer.max_epochs=2", "trainer.enable_progress_bar=false", "batch_size=16"]
+    for name, path in (("u8", folder), ("f", tmp_path / "f.npz")):
+        assert main(["train", "data=npz", f"data.path={path}", *fast, f"hydra.run.dir={tmp_path / name}"]) == 0
+    weights = [load_file(tmp_path / name / "model" / "weights.safetensors") for name in ("u8", "f")]
+    assert weights[0].keys() == weights[1].keys()
+    for k in weights[0]:
+        np.testing.assert_array_equal(weights[0][k], weights[1][k])
+    assert "in memory as tensors (images as uint8 pixels)" in capsys.readouterr().out
+
+    def predicted(name, array):
+        out = tmp_path / f"{name}.csv"
+        np.save(tmp_path / f"{name}.npy", array)
+        assert main(["predict", f"run={tmp_path / 'u8'}", f"input={tmp_path / name}.npy", f"output={out}"]) == 0
+        return np.loadtxt(out, delimiter=",", skiprows=1, usecols=(1, 2))
+
+    expected = predicted("in_u8", pixels)
+    np.testing.assert_allclose(predicted("in_f", pixels.astype(np.float32) / 255), expected, atol=1e-6)
+    np.testing.assert_allclose(predicted("in_i", pixels.astype(np.int64)), expected, atol=1e-6)
+    np.save(tmp_path / "unscaled.npy", pixels.astype(np.float32))
+    capsys.readouterr()
+    assert main(["predict", f"run={tmp_path / 'u8'}", f"input={tmp_path / 'unscaled.npy'}",
+                 f"output={tmp_path / 'no.csv'}"]) == 2
+    assert "unscaled.npy" in capsys.readouterr().err and not (tmp_path / "no.csv").exists()
+    # evaluate on another uint8 array: scaled as training's
+    npz(tmp_path, "other.npz", x=pixels[:40], y=y[:40])
+    npz(tmp_path, "other_f.npz", x=pixels[:40].astype(np.float32) / 255, y=y[:40])
+    reports = []
+    for name in ("other", "other_f"):
+        out = tmp_path / f"eval_{name}"
+        assert main(["evaluate", f"run={tmp_path / 'u8'}", "data=npz", f"data.path={tmp_path / name}.npz",
+                     f"out={out}"]) == 0
+        reports.append(json.loads(next(out.glob("*.json")).read_text()))
+    assert reports[0]["metrics"] == reports[1]["metrics"] and reports[0]["rows"] == 40

@@ -3,6 +3,7 @@
 x rows may be flat features (N, F), sequences (N, T, F) or (N, T), or images (N, C, H, W), (N, H, W, C) or
 (N, H, W); the layout follows the rank unless `data.layout` says otherwise. `data.path` may also be a folder of
 .npy files (x.npy, y.npy, ...: np.save's format), memory-mapped: only the rows of each split are read into memory.
+uint8 images are held as uint8 pixels and seen / 255, as an image folder's (`pixel_scale`); other x as float32.
 """
 from __future__ import annotations
 
@@ -206,13 +207,19 @@ def load_npz(node: dict, path: str) -> RawSource:
     y, y_test, task, target = _target(y, y_test, task_choice, names, path, file)
     prep = {"kind": "arrays", "format": 1, "layout": layout, "raw_shape": raw_shape,
             "input_shape": list(x.shape[1:]), "transform": transform, "target": target, "task": task.to_dict()}
+    # uint8 images are pixels, as an image folder's: held as uint8 (a quarter of float32's bytes), each batch scaled
+    # by 1 / 255 on its device (dataset.PixelsToFloat); the saved pixel_scale makes predict scale its input alike.
+    pixels = layout == "image" and x.dtype == np.uint8 and (x_test is None or x_test.dtype == np.uint8)
+    if pixels:
+        prep["pixel_scale"] = 255.0
+    dtype = np.uint8 if pixels else np.float32
     info = {"source": "file", "file": file, "format": "npy folder" if folder else "npz",
             "rows": int(len(x) + (len(x_test) if x_test is not None else 0)),
             "arrays": {n: list(a.shape) for n, a in arrays.items()},
             "description": f"{p.name}: {layout} {tuple(x.shape[1:])}"}
-    # np.asarray, not astype: float32 memory maps stay maps, and the split reads only its rows.
-    return RawSource(x=np.asarray(x, dtype=np.float32), y=y, task=task, layout=layout,
-                     x_test=None if x_test is None else np.asarray(x_test, dtype=np.float32), y_test=y_test, info=info,
+    # np.asarray, not astype: float32 (and uint8) memory maps stay maps, and the split reads only its rows.
+    return RawSource(x=np.asarray(x, dtype=dtype), y=y, task=task, layout=layout,
+                     x_test=None if x_test is None else np.asarray(x_test, dtype=dtype), y_test=y_test, info=info,
                      preprocessing=prep, ignores_split_test=True)
 
 

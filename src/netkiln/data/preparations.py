@@ -259,11 +259,12 @@ class _ArrayLike(Preparation):
 
     @staticmethod
     def _as_floats(x: np.ndarray) -> np.ndarray:
-        """The training rows as the network sees them before standardisation."""
-        return x
+        """The training rows as the network sees them before standardisation: uint8 pixels (images, uint8 image
+        arrays) are seen / 255 (dataset.PixelsToFloat), so the statistics are fitted on those floats."""
+        return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
 
     def apply_to_split(self, x: np.ndarray) -> np.ndarray:
-        if "standardize" not in self.steps:
+        if "standardize" not in self.steps or x.dtype == np.uint8:    # pixels: standardised per batch, after / 255
             return x
         from .preprocess import apply_standardize
         return apply_standardize(x, self.steps["standardize"])
@@ -339,9 +340,21 @@ class PlainPreparation(_ArrayLike):
 
 @register_preparation
 class ArraysPreparation(_ArrayLike):
-    """An .npz file's x rows (data=npz): reshaped into the layout (`transform`), then standardised."""
+    """An .npz file's x rows (data=npz): reshaped into the layout (`transform`), then standardised. uint8 image
+    arrays are pixels (`pixel_scale`), held as uint8 and seen / 255 as image folders are; predict scales alike."""
 
     kind = "arrays"
+
+    def _array(self, data: Any) -> np.ndarray:
+        scale = self.steps.get("pixel_scale")          # uint8 image arrays: trained on pixels / 255
+        if scale is None:
+            return super()._array(data)
+        from .pixel_inputs import scale_pixels
+        x = np.asarray(data.detach().cpu().numpy() if hasattr(data, "detach") else data)
+        if x.dtype.kind not in "biuf":
+            return super()._array(x)                    # its error
+        told = self.__dict__.setdefault("_told_integers", [])      # log the scaling once, not every chunk
+        return scale_pixels(x, float(scale), told)
 
     def accepted_shapes(self) -> list[tuple]:
         raw = self.steps.get("raw_shape")
@@ -393,17 +406,6 @@ class ImagesPreparation(_ArrayLike):
 
     def table_hint(self) -> str:
         return "an image file, a folder of them, a .txt list of their paths, or (N, C, H, W) pixels as .npz or .npy"
-
-    @staticmethod
-    def _as_floats(x: np.ndarray) -> np.ndarray:
-        # The source holds uint8 pixels; the network sees them / 255 (dataset.PixelsToFloat), so the statistics
-        # are fitted on those floats.
-        return x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x
-
-    def apply_to_split(self, x: np.ndarray) -> np.ndarray:
-        if x.dtype == np.uint8:         # standardised per batch, after / 255 (dataset.PixelsToFloat)
-            return x
-        return super().apply_to_split(x)
 
     @classmethod
     def check_json(cls, p: dict, layout: str, shape: tuple, config: dict) -> None:
