@@ -145,6 +145,44 @@ def test_load_names_the_extra_column_and_the_python_keyword_that_allows_it(csv_r
     assert len(netkiln.load(run).predict(frame, allow_extra=True)) == len(frame)
 
 
+def test_load_handles_unseen_categories_with_its_own_keyword(csv_run, tmp_path, caplog):
+    """A category the training rows lacked: predict() warns, refuses or ignores it as its unknown_categories=
+    keyword says, and its messages name that keyword, not the CLI's data.unknown_categories."""
+    run, data = csv_run
+    frame = pd.read_csv(data).head(8).drop(columns=["label"])
+    frame.index = range(100, 108)
+    frame.loc[[101, 104], "city"] = "rome"
+    model = netkiln.load(run)
+    with caplog.at_level("WARNING", logger="netkiln"):
+        warned = model.predict(frame)
+    assert "2 of 8 rows" in caplog.text and "'rome' (2 rows)" in caplog.text
+    assert "unknown_categories='error' refuses such rows" in caplog.text and "data.unknown_categories" not in caplog.text
+    with pytest.raises(NetkilnError) as err:
+        model.predict(frame, unknown_categories="error")
+    text = str(err.value)
+    assert err.value.key == "unknown_categories" and err.value.column == "city" and "row 101: 'rome'" in text
+    assert "pass unknown_categories='warn'" in text and "data.unknown_categories" not in text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="netkiln"):
+        ignored = model.predict_proba(frame, unknown_categories="ignore")
+    assert "rome" not in caplog.text
+    city = [i for i, name in enumerate(model.feature_names) if name.startswith("city=")]
+    assert model.prepare(frame, unknown_categories="ignore")[[1, 4]][:, city].abs().sum() == 0    # no category
+    frame.to_csv(tmp_path / "new.csv", index=False)                # the CLI's predictions of the same rows
+    assert main(["predict", f"run={run}", f"input={tmp_path / 'new.csv'}", f"output={tmp_path / 'p.csv'}",
+                 "unknown_categories=ignore"]) == 0
+    cli = pd.read_csv(tmp_path / "p.csv")
+    assert warned.tolist() == cli["prediction"].tolist()
+    np.testing.assert_allclose(ignored, cli[["prob_no", "prob_yes"]].to_numpy(), atol=1e-6)
+    with pytest.raises(NetkilnError, match="Did you mean 'error'") as err:
+        model.predict(frame, unknown_categories="eror")
+    assert err.value.key == "unknown_categories"
+    labelled = frame.assign(label=["yes", "no"] * 4)
+    with pytest.raises(NetkilnError, match="pass unknown_categories='warn'") as err:
+        model.evaluate(labelled, unknown_categories="error")
+    assert err.value.key == "unknown_categories" and "data.unknown_categories" not in str(err.value)
+
+
 def test_load_predicts_arrays_and_tensors_raw_or_prepared(array_run, tmp_path):
     from netkiln.data import load_dataset
 

@@ -64,12 +64,18 @@ class SavedModel:
         return class_labels(self.bundle) if self.task.is_classification else []
 
     # ------------------------------------------------------------------------------------------------ predict
-    def prepare(self, data: Any, *, allow_extra: bool = False):
-        """Raw rows → the float32 tensor the network takes, with the saved preparation (as `netkiln predict`)."""
+    def prepare(self, data: Any, *, allow_extra: bool = False, unknown_categories: str | None = None):
+        """Raw rows → the float32 tensor the network takes, with the saved preparation (as `netkiln predict`).
+
+        A table's category that the training rows did not have is warned about ('warn'), refused ('error') or let
+        through ('ignore') as `unknown_categories` says; None: the policy the model was trained with (else warn)."""
         import pandas as pd
 
         from netkiln.artifacts.inputs import Chunk, InputFile
         from netkiln.artifacts.predictions import prepare_chunk
+        from netkiln.data import unknown_categories as unknown
+
+        policy = unknown.policy_of(self.bundle.preparation, unknown_categories, key="unknown_categories")
 
         if isinstance(data, dict):
             data = pd.DataFrame(data)
@@ -87,22 +93,30 @@ class SavedModel:
         else:
             data = _as_array(data)
             source = InputFile(Path("<array>"), "npy", key="data")
+        unseen: list | None = [] if self.bundle.preparer.has_categories else None    # the policy is applied here
         try:
-            return prepare_chunk(self.bundle, Chunk(0, data), source, allow_extra=allow_extra)
+            x = prepare_chunk(self.bundle, Chunk(0, data), source, allow_extra=allow_extra, unseen=unseen)
         except NetkilnError as err:      # the CLI's words, in Python's: predict(frame, allow_extra=True)
             if "allow_extra=true" not in err.message:
                 raise
             raise NetkilnError(err.message.replace("allow_extra=true", "allow_extra=True"), key=err.key,
                                file=err.file, line=err.line, column=err.column) from None
+        # Advice in Python's words (unknown_categories='warn'), not the CLI's data.unknown_categories=warn.
+        unknown.apply_policy(unseen or [], policy, total=len(x), where="the input", key="unknown_categories",
+                             index=data.index if isinstance(data, pd.DataFrame) else None,
+                             setting=unknown.PYTHON_KEYWORD)
+        return x
 
-    def predict_frame(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096):
+    def predict_frame(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096,
+                      unknown_categories: str | None = None):
         """The table `netkiln predict` writes: `prediction` and, for classifiers, one `prob_<class>` column a
-        class (multi-target regression: `prediction_<target>`), one row per input row."""
+        class (multi-target regression: `prediction_<target>`), one row per input row. `unknown_categories`: as
+        `prepare`."""
         import pandas as pd
 
         from netkiln.artifacts.predictions import forward, output_frame
 
-        x = self.prepare(data, allow_extra=allow_extra)
+        x = self.prepare(data, allow_extra=allow_extra, unknown_categories=unknown_categories)
         frame = output_frame(self.bundle, forward(self.network, x, batch_size))
         if isinstance(data, pd.DataFrame):
             frame.index = data.index            # rows line up with the input's
@@ -123,19 +137,23 @@ class SavedModel:
             return None
         return [pair for f in data for pair in image_files(Path(f).expanduser(), "data")]
 
-    def predict(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096) -> np.ndarray:
+    def predict(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096,
+                unknown_categories: str | None = None) -> np.ndarray:
         """Labels as they appeared in the training data (classification) or values (regression): shape (N,), or
-        (N, targets) for multi-target regression."""
-        frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size)
+        (N, targets) for multi-target regression. `unknown_categories`: as `prepare`."""
+        frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size,
+                                   unknown_categories=unknown_categories)
         if "prediction" in frame:
             return frame["prediction"].to_numpy()
         return frame[[c for c in frame.columns if c.startswith("prediction_")]].to_numpy()
 
-    def predict_proba(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096) -> np.ndarray:
-        """Class probabilities (N, classes), columns in `classes_` order."""
+    def predict_proba(self, data: Any, *, allow_extra: bool = False, batch_size: int = 4096,
+                      unknown_categories: str | None = None) -> np.ndarray:
+        """Class probabilities (N, classes), columns in `classes_` order. `unknown_categories`: as `prepare`."""
         if not self.task.is_classification:
             raise NetkilnError("this model does regression: it has no class probabilities; use predict()")
-        frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size)
+        frame = self.predict_frame(data, allow_extra=allow_extra, batch_size=batch_size,
+                                   unknown_categories=unknown_categories)
         return frame[[f"prob_{label}" for label in self.classes_]].to_numpy(dtype=np.float32)
 
     # ------------------------------------------------------------------------------------------------ evaluate
@@ -152,6 +170,7 @@ class SavedModel:
         """
         import pandas as pd
 
+        from netkiln.data import unknown_categories as unknown
         from netkiln.training import bundle_evaluation as evaluation
 
         bundle = self.bundle
@@ -164,9 +183,9 @@ class SavedModel:
                 raise NetkilnError("this model was not trained on a table: pass (x, y), the rows and their true "
                                    "labels or values", key="data")
             x, y = evaluation.table_xy(bundle, data, key="data", file="<DataFrame>",
-                                       unknown_categories=unknown_categories)
+                                       unknown_categories=unknown_categories, setting=unknown.PYTHON_KEYWORD)
         elif isinstance(data, tuple) and len(data) == 2:
-            x, y = self.prepare(data[0]), self._targets(data[1])
+            x, y = self.prepare(data[0], unknown_categories=unknown_categories), self._targets(data[1])
             if len(x) != len(y):
                 raise NetkilnError(f"x has {len(x)} rows but y has {len(y)} values", key="data")
         else:

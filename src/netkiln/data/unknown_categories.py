@@ -19,6 +19,23 @@ log = logging.getLogger("netkiln")
 
 POLICIES = ("warn", "error", "ignore")
 SHOWN = 5           # values named per column in a message
+# How a Python caller (netkiln.load(RUN).predict(rows, unknown_categories=...)) picks a policy; messages name it
+# instead of a config key, which means nothing there. A setting with {} is a template for the value.
+PYTHON_KEYWORD = "unknown_categories='{}'"
+
+
+def set_to(setting: str, value: str) -> str:
+    """`data.unknown_categories=warn` for a config key; the template filled for a Python keyword argument."""
+    return setting.format(value) if "{}" in setting else f"{setting}={value}"
+
+
+def key_of(setting: str) -> str:
+    """The key an error names: the config key, or the keyword argument's name."""
+    return setting.split("=")[0] if "{}" in setting else setting
+
+
+def _how_to(setting: str) -> str:
+    return "pass" if "{}" in setting else "set"
 
 
 @dataclass
@@ -85,14 +102,15 @@ def refuse(u: Unseen, *, key: str, file: str | None = None, row_label: str = "",
     others = len(u.positions) - n
     also = f"; {others} more row{'s hold' if others != 1 else ' holds'} other unseen values" if others else ""
     return NetkilnError(f"{row_label}{value!r} ({n} row{'s' if n != 1 else ''}{also}) is a category the training "
-                        f"rows did not have (they had: {known}). Fix the value, or set {setting}=warn to encode it "
-                        "as no category", key=key, file=file, column=u.column)
+                        f"rows did not have (they had: {known}). Fix the value, or {_how_to(setting)} "
+                        f"{set_to(setting, 'warn')} to encode it as no category", key=key, file=file,
+                        column=u.column)
 
 
 def warn(found: list[Unseen], rows: int, total: int, where: str, setting: str = "data.unknown_categories") -> None:
     log.warning("%s: %d of %d rows hold categories the training rows did not have, encoded as no category (one-hot "
-                "all zeros); %s. %s=error refuses such rows, =ignore silences this", where, rows, total,
-                describe(found), setting)
+                "all zeros); %s. %s refuses such rows, %s silences this", where, rows, total, describe(found),
+                set_to(setting, "error"), set_to(setting, "ignore"))
 
 
 def row_flags(found: list[Unseen], n: int) -> list[str]:
@@ -105,14 +123,16 @@ def row_flags(found: list[Unseen], n: int) -> list[str]:
 
 
 def apply_policy(found: list[Unseen], policy: str, *, total: int, where: str, key: str, file: str | None = None,
-                 tf=None, index=None) -> None:
-    """Warn about, refuse or ignore what `find` found; `tf` and the frame's `index` put the error at its line."""
+                 tf=None, index=None, setting: str = "data.unknown_categories") -> None:
+    """Warn about, refuse or ignore what `find` found; `tf` and the frame's `index` put the error at its line (the
+    `index` alone names the row's label); messages say how `setting` picks another policy."""
     if not found or policy == "ignore":
         return
     if policy == "error":
         first = found[0]
-        err = refuse(first, key=key, file=file)
         if tf is not None and index is not None:
+            err = refuse(first, key=key, file=file, setting=setting)
             raise tf.error(err.message, int(index[first.positions[0]]), key=key, column=first.column)
-        raise err
-    warn(found, row_count(found), total, where)
+        label = f"row {index[first.positions[0]]!r}: " if index is not None else ""
+        raise refuse(first, key=key, file=file, row_label=label, setting=setting)
+    warn(found, row_count(found), total, where, setting)

@@ -130,10 +130,11 @@ def _labelled_rows(bundle: Bundle, frame, *, key: str, file: str | None):
     return frame[frame[columns].notna().all(axis=1)].reset_index(drop=True)
 
 
-def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
-             unknown_categories: str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None, unknown_categories: str | None = None,
+             setting: str = "data.unknown_categories") -> tuple[torch.Tensor, torch.Tensor]:
     """(x, y) of a labelled table for a model trained on a table: the rows with a target value, their features
-    prepared with the bundle's saved preparation (never refitted; other columns ignored)."""
+    prepared with the bundle's saved preparation (never refitted; other columns ignored). `setting`: how the caller
+    picks `unknown_categories` (the config key, or unknown_categories.PYTHON_KEYWORD), named in the messages."""
     from netkiln.data import prepare_features
     from netkiln.data import unknown_categories as unknown
 
@@ -145,8 +146,9 @@ def table_xy(bundle: Bundle, frame, *, key: str, file: str | None = None,
         x = prepare_features(frame.drop(columns=columns), prep, allow_extra=True, unseen=unseen)
     except NetkilnError as err:
         raise NetkilnError(err.message, key=key, file=file, column=err.column) from None
-    unknown.apply_policy(unseen, unknown.policy_of(prep, unknown_categories), total=len(frame),
-                         where=file or "the table", key="data.unknown_categories", file=file)
+    setting_key = unknown.key_of(setting)
+    unknown.apply_policy(unseen, unknown.policy_of(prep, unknown_categories, key=setting_key), total=len(frame),
+                         where=file or "the table", key=setting_key, file=file, setting=setting)
     if bundle.task.is_classification:
         return x, class_indices(bundle, frame[columns[0]], key=key, file=file, column=columns[0])
     return x, torch.from_numpy(frame[columns].to_numpy(dtype=np.float32, copy=True))    # writable: no torch warning
