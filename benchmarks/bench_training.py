@@ -177,11 +177,11 @@ def mmm(values: list[float], scale: float = 1.0, fmt: str = "{:.1f}") -> str:
     return f"{fmt.format(statistics.median(v))} [{fmt.format(min(v))}-{fmt.format(max(v))}]"
 
 
-def bench_model(name: str, repeats: int, epochs: int, device: torch.device) -> dict:
+def bench_model(name: str, repeats: int, epochs: int, device: torch.device, extra: list[str] = ()) -> dict:
     from netkiln.data_and_model import build_data_and_model
 
     overrides, description = MODELS[name]
-    cfg = compose(overrides)
+    cfg = compose(overrides + list(extra))
     torch.manual_seed(int(cfg.seed))
     dataset, network = build_data_and_model(cfg)
     data = tuple(t.to(device) for t in (dataset.x_train, dataset.y_train, dataset.x_val, dataset.y_val))
@@ -211,6 +211,8 @@ def main(argv=None) -> int:
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="wall time (default) or the process's CPU time (steadier on a busy machine, CPU only)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="netkiln with cuda_graphs=true (the raw loop stays eager); CUDA only")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -224,20 +226,24 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in MODELS]
     if unknown:
         parser.error(f"unknown model(s) {unknown}; choose from {', '.join(MODELS)}")
+    if args.cuda_graphs and device.type != "cuda":
+        parser.error("--cuda-graphs needs a CUDA device")
+    extra = ["cuda_graphs=true"] if args.cuda_graphs else []
     if min(args.epochs, args.big_epochs) < 2:
         parser.error("--epochs and --big-epochs must be at least 2 (the first epoch is dropped)")
 
     import pytorch_lightning as pl
     print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), "
           f"torch {torch.__version__}, lightning {pl.__version__}, threads {torch.get_num_threads()}, "
-          f"clock {args.clock}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
+          f"clock {args.clock}, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
+          f"cuda_graphs {args.cuda_graphs}")
     print("epoch = training + a validation pass over the validation split, on both sides; netkiln's also includes "
           "its per-epoch callbacks (history.csv, checkpoints, early stopping, progress bar)")
     results = []
     for name in names:
         big = name == "big_mlp"
         results.append(bench_model(name, args.big_repeats if big else args.repeats,
-                                   args.big_epochs if big else args.epochs, device))
+                                   args.big_epochs if big else args.epochs, device, extra))
 
     print(f"\n{'model':8} {'train/val rows':>15} {'raw ms/epoch':>22} {'netkiln ms/epoch':>22} "
           f"{'netkiln/raw':>22} {'run overhead s':>18}")

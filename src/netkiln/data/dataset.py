@@ -19,6 +19,9 @@ class PixelsToFloat:
 
     standardize: dict | None = None
     augment: Callable | None = None
+    # The standardize statistics as tensors, per (device, ndim): made once, so a batch copies nothing from the host
+    # (a CUDA graph cannot capture a copy from the host).
+    _stats: dict = field(default_factory=dict, repr=False, compare=False)
 
     def new_epoch(self, seed: int, epoch: int, rank: int = 0) -> None:
         if self.augment is not None:
@@ -28,16 +31,22 @@ class PixelsToFloat:
         x = x.to(torch.float32, copy=True).div_(255.0)      # in place: a new tensor per step costs 4x the time
         if self.augment is not None:
             x = self.augment(x)
-        stats = self.standardize
-        if stats is not None:
-            # As preprocess.apply_standardize: float64 statistics (float32 where the device has no float64).
-            wide = torch.float32 if x.device.type == "mps" else torch.float64
-            shape = [1] * x.ndim
-            shape[int(stats["feature_axis"]) + 1] = -1
-            mean = torch.tensor(stats["mean"], dtype=wide, device=x.device).view(shape)
-            std = torch.tensor(stats["std"], dtype=wide, device=x.device).view(shape)
-            x = ((x.to(wide) - mean) / std).to(torch.float32)
+        if self.standardize is not None:
+            mean, std = self._statistics(x.device, x.ndim)
+            x = ((x.to(mean.dtype) - mean) / std).to(torch.float32)
         return x
+
+    def _statistics(self, device: torch.device, ndim: int) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (str(device), ndim)
+        if key not in self._stats:
+            stats = self.standardize
+            # As preprocess.apply_standardize: float64 statistics (float32 where the device has no float64).
+            wide = torch.float32 if device.type == "mps" else torch.float64
+            shape = [1] * ndim
+            shape[int(stats["feature_axis"]) + 1] = -1
+            self._stats[key] = (torch.tensor(stats["mean"], dtype=wide, device=device).view(shape),
+                                torch.tensor(stats["std"], dtype=wide, device=device).view(shape))
+        return self._stats[key]
 
 
 @dataclass

@@ -58,7 +58,7 @@ class HistoryWriter(pl.Callback):
             return
         metrics = trainer.callback_metrics
         row = [trainer.current_epoch, trainer.global_step,
-               trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None,
+               float(trainer.optimizers[0].param_groups[0]["lr"]) if trainer.optimizers else None,  # cuda_graphs: a tensor
                round(time.perf_counter() - self._start, 3)]
         # Epochs without validation (check_val_every_n_epoch) keep the last val/* values shown: not written here.
         validated = getattr(pl_module, "validated_epoch", trainer.current_epoch) == trainer.current_epoch

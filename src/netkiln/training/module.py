@@ -15,6 +15,8 @@ with the same per-batch code.
 """
 from __future__ import annotations
 
+import logging
+
 import pytorch_lightning as pl
 import torch
 
@@ -23,6 +25,9 @@ from netkiln.task import Task
 from netkiln.training.batches import EvalBatches, TrainChunks
 from netkiln.training.metrics import make_metrics, metric_inputs
 from netkiln.training.optim import build_optimizer, build_scheduler, scheduler_interval
+from netkiln.training.step_graph import count_correct
+
+log = logging.getLogger("netkiln")
 
 
 class NonFiniteLoss(NetkilnError):
@@ -35,7 +40,7 @@ class NetkilnModule(pl.LightningModule):
                  max_epochs: int, max_steps: int, mode: str, monitor: str,
                  gradient_clip_val: float | None = None, allow_targets: bool = False,
                  fused_validation: bool = True, compile_args: dict | None = None, target_scale=None,
-                 per_step_hooks: bool = False):
+                 per_step_hooks: bool = False, cuda_graphs: bool = False):
         super().__init__()
         self.automatic_optimization = False
         self.network = network
@@ -54,6 +59,8 @@ class NetkilnModule(pl.LightningModule):
         self.compile_args = compile_args
         # A user callback needs on_before_backward / on_after_backward / on_before_optimizer_step: Lightning's step.
         self.per_step_hooks = per_step_hooks
+        self.cuda_graphs = cuda_graphs          # replay chunks of steps as CUDA graphs where the run allows it
+        self._graphed = None
         # Regression trained on a scaled target (train batches hold it scaled, validation batches in the target's
         # units): the validation loss scales y as training did; the metrics see predictions in the target's units.
         self.target_scale = target_scale
@@ -120,8 +127,53 @@ class NetkilnModule(pl.LightningModule):
             self._set_train_forward(torch.compile(self.network, **self.compile_args))
         self._plain_step = self._plain_step_ok() and not self.per_step_hooks
         self._progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        self._graphed = self._graphed_steps() if self.cuda_graphs else None
+
+    def _graphed_steps(self):
+        """The chunk runner that replays CUDA graphs, or None (logged why) when this run cannot be captured."""
+        from netkiln.training import step_graph
+
+        optimizer = self.optimizers().optimizer
+        reason = step_graph.graph_obstacle(
+            device=self.device, plain_step=self._plain_step, batches=self.train_batches, optimizer=optimizer,
+            step_scheduler=self._interval == "step", scheduler=self._scheduler() if self._interval else None,
+            compiled=self.compile_args is not None, network=self.network)
+        if reason is not None:
+            log.info("cuda_graphs: training eagerly, because %s", reason)
+            return None
+        step_graph.make_capturable(optimizer, self.device)
+        log.info("cuda_graphs: each chunk of training steps is replayed as one CUDA graph (captured in epoch 2)")
+        return step_graph.GraphedSteps(self.train_batches, self._train_forward, self.loss_fn, optimizer,
+                                       kind=self.task.kind, clip=self.gradient_clip_val, device=self.device)
 
     def training_step(self, chunk, chunk_idx):
+        progress = self._progress
+        full_chunk = len(chunk)
+        if self.trainer.max_steps >= 0:     # Lightning checks max_steps between its steps only: stop inside
+            chunk = chunk[:max(0, self.trainer.max_steps - progress.total.completed) * self.batch_size]
+        if self._graphed is not None and len(chunk):
+            step_losses, weighted, right, rows = self._graphed.run(chunk)
+            for _ in range(len(step_losses)):
+                progress.increment_ready()
+                progress.increment_completed()
+            step_losses = step_losses.clone()       # the next replay overwrites them
+            self._train_loss_sum += weighted
+            self._train_correct += right
+        else:
+            step_losses, rows = self._eager_steps(chunk)
+        self._train_rows += rows
+        # One host sync per chunk, not per step: find the first bad step only when needed.
+        if len(step_losses) and not torch.isfinite(self._train_loss_sum):
+            self._raise_non_finite(step_losses, chunk_idx)
+        last_chunk = chunk_idx == len(self.train_batches) - 1
+        if self.fused_validation and last_chunk and rows >= full_chunk:
+            self._validate_fused()
+        elif last_chunk or 0 <= self.trainer.max_steps <= progress.total.completed:
+            # Now, not in on_train_epoch_end: callbacks' epoch-end hooks (history.csv) run before the module's.
+            self._log_train_metrics()
+
+    def _eager_steps(self, chunk) -> tuple[torch.Tensor, int]:
+        """One optimizer step per batch of the chunk, launched from Python: (each step's loss, rows)."""
         lightning_opt = self.optimizers()
         optimizer = lightning_opt.optimizer
         scheduler = self._scheduler() if self._interval == "step" else None
@@ -129,11 +181,9 @@ class NetkilnModule(pl.LightningModule):
         network, loss_fn, batches, batch_size, progress = (self._train_forward, self.loss_fn, self.train_batches,
                                                            self.batch_size, self._progress)
         kind, plain_step, clip = self.task.kind, self._plain_step, self.gradient_clip_val
-        loss_sum, correct, rows = self._train_loss_sum, self._train_correct, 0
-        # Lightning checks max_steps between its steps only: stop inside the chunk instead.
-        steps_left = self.trainer.max_steps - progress.total.completed if self.trainer.max_steps >= 0 else len(chunk)
+        loss_sum, correct, rows = self._train_loss_sum, self._train_correct, 0      # summed in place
         step_losses = []
-        for start in range(0, min(len(chunk), steps_left * batch_size), batch_size):
+        for start in range(0, len(chunk), batch_size):
             xb, yb = batches.batch(chunk[start:start + batch_size])
             out = network(xb)
             loss = loss_fn(out, yb)
@@ -156,32 +206,23 @@ class NetkilnModule(pl.LightningModule):
             loss = loss.detach()
             step_losses.append(loss)
             loss_sum += loss * len(xb)
-            if kind == "multiclass":
-                correct += (out.detach().argmax(-1) == yb).sum()
-            elif kind == "binary":
-                correct += ((out.detach().reshape(-1) > 0).long() == yb).sum()
+            right = count_correct(kind, out, yb)
+            if right is not None:
+                correct += right
             rows += len(xb)
-        self._train_rows += rows
-        # One host sync per chunk, not per step: find the first bad step only when needed.
-        if step_losses and not torch.isfinite(loss_sum):
-            self._raise_non_finite(torch.stack(step_losses), chunk_idx)
-        last_chunk = chunk_idx == len(batches) - 1
-        if self.fused_validation and last_chunk and rows >= len(chunk):
-            self._validate_fused()
-        elif last_chunk or 0 <= self.trainer.max_steps <= progress.total.completed:
-            # Now, not in on_train_epoch_end: callbacks' epoch-end hooks (history.csv) run before the module's.
-            self._log_train_metrics()
+        return (torch.stack(step_losses) if step_losses else torch.zeros(0)), rows
 
     def _clip(self, optimizer):
         params = [p for group in optimizer.param_groups for p in group["params"]]
         torch.nn.utils.clip_grad_norm_(params, float(self.gradient_clip_val))
 
     def _raise_non_finite(self, losses: torch.Tensor, chunk_idx: int):
+        """losses: each step's loss in this chunk."""
         bad = int((~torch.isfinite(losses)).nonzero()[0])
         steps_per_chunk = self.train_batches.chunk_rows // self.batch_size
         batch = chunk_idx * steps_per_chunk + bad
         step = self.global_step - len(losses) + bad + 1
-        lr = self.optimizers().optimizer.param_groups[0]["lr"]
+        lr = float(self.optimizers().optimizer.param_groups[0]["lr"])
         raise NonFiniteLoss(
             f"the training loss became {float(losses[bad])} at epoch {self.current_epoch}, batch {batch} "
             f"(optimizer step {step}); training stopped and the checkpoints of earlier epochs were kept. "
@@ -233,6 +274,9 @@ class NetkilnModule(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint):
         # Dropout draws from the global RNG; saving it makes a resumed run match an uninterrupted one.
         checkpoint["netkiln_rng"] = {"torch": torch.get_rng_state()}
+        if self._graphed is not None:       # the optimizer's device-side settings back to the config's numbers
+            from netkiln.training.step_graph import portable_optimizer_state
+            portable_optimizer_state(checkpoint)
         if torch.cuda.is_available():
             checkpoint["netkiln_rng"]["cuda"] = torch.cuda.get_rng_state_all()
 

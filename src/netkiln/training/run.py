@@ -110,6 +110,7 @@ class RunSetup:
     chunk: int                      # steps_per_execution
     clip: float | None
     compile_args: dict | None
+    cuda_graphs: bool
     trainer_kwargs: dict
     loggers: list
     user_callbacks: list
@@ -149,6 +150,9 @@ def set_up(cfg, run_dir: Path) -> RunSetup:
     chunk = positive_int(cfg.steps_per_execution, "steps_per_execution")
     clip = _clip_value(cfg.get("gradient_clip_val"))
     compile_args = _compile_args(cfg.get("compile", False))
+    cuda_graphs = cfg.get("cuda_graphs", False)
+    if not isinstance(cuda_graphs, bool):
+        raise NetkilnError(f"must be true or false, not {cuda_graphs!r}.", key="cuda_graphs")
     kwargs = trainer_kwargs(cfg.trainer)
     loggers = make_loggers(cfg.get("logger"), run_dir)     # before the data: a missing package is a config error
     user_callbacks = make_extra_callbacks((cfg.get("callbacks") or {}).get("extra"), has_logger=bool(loggers),
@@ -182,7 +186,7 @@ def set_up(cfg, run_dir: Path) -> RunSetup:
     if not (cfg.resume and (run_dir / "summary.txt").exists()):     # a resume keeps the run's record
         write_text_atomic(run_dir / "summary.txt", summary + "\n")
     return RunSetup(cfg=cfg, run_dir=run_dir, seed=seed, batch_size=batch_size, chunk=chunk, clip=clip,
-                    compile_args=compile_args, trainer_kwargs=kwargs, loggers=loggers, user_callbacks=user_callbacks,
+                    compile_args=compile_args, cuda_graphs=cuda_graphs, trainer_kwargs=kwargs, loggers=loggers, user_callbacks=user_callbacks,
                     data_files=data_files, dataset=dataset, network=network, loss_name=loss_name, loss_fn=loss_fn,
                     target_scale=target_scale, monitor=monitor, mode=mode, has_val=has_val, ckpt_path=ckpt_path)
 
@@ -236,7 +240,7 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
         max_steps=int(kwargs.get("max_steps") or -1), mode=run.mode, monitor=run.monitor,
         gradient_clip_val=run.clip, allow_targets=bool(cfg.get("allow_targets", False)),
         fused_validation=_validates_once_per_epoch(kwargs) and not hooked, compile_args=run.compile_args,
-        target_scale=target_scale, per_step_hooks=bool(hooked))
+        target_scale=target_scale, per_step_hooks=bool(hooked), cuda_graphs=run.cuda_graphs)
     if dataset.streamed is not None:
         # A streamed table: batches read from its prepared files within data.memory_budget (the same fast loop).
         from netkiln.training.streaming_batches import streamed_batches
