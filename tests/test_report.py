@@ -120,3 +120,32 @@ def test_parallel_coordinates_end_on_an_objective_axis_so_one_parameter_still_dr
     assert [len(p.split()) for p in points] == [2, 2, 1]     # a trial without a value stops at the parameter
     first_axis_x = float(re.search(r'<line x1="([\d.]+)"', svg).group(1))
     assert first_axis_x - 3.5 * len("model.vars.width") >= 0  # its centred name starts inside the picture
+
+
+def test_a_cv_sweeps_report_shows_the_spread_and_the_folds_curves(tmp_path):
+    out = tmp_path / "sweep"
+    assert main(["train", "-m", *tiny_run(240, epochs=2), "optimizer.lr=0.01,0.1", "cv.folds=2",
+                 f"hydra.sweep.dir={out}"]) == 0
+    page = (out / "report.html").read_text()
+    best = json.loads((out / "best.json").read_text())
+    metrics = json.loads((out / best["trial"] / "metrics.json").read_text())
+    std = metrics["cv"]["std"]["val"]
+    # The best card: the monitored mean with the folds' spread, and every val metric as mean ± std
+    assert f"Trial {best['trial']}: val/acc = {metrics['monitored']:.4f} ± {std['acc']:.4f} (mean of 2 folds)" in page
+    card = re.search(r"<h4>Metrics</h4>(.*?)</table>", page, re.S).group(1)
+    for name, mean in metrics["val"].items():
+        assert f"<th>{name}</th><td>{mean:.4f} ± {std[name]:.4f}</td>" in card
+    # The validation curves: each fold thin, and the folds' mean per epoch, computed here from fold-k/history.csv
+    curves = re.search(r'aria-label="validation curves">(.*?)</svg>', page, re.S).group(1)
+    for trial in ("0", "1"):
+        per_fold = [{int(r["epoch"]): float(r["val/acc"]) for r in csv.DictReader(open(out / trial / f"fold-{k}" /
+                                                                                       "history.csv"))}
+                    for k in (0, 1)]
+        assert sorted(per_fold[0]) == sorted(per_fold[1]) == [0, 1]
+        means = ", ".join(f"epoch {e} {(per_fold[0][e] + per_fold[1][e]) / 2:.4f}" for e in (0, 1))
+        mean_path = re.search(rf'<path d="M[^"]*"[^>]*><title>trial {trial}, mean of 2 folds: {means}</title>',
+                              curves)
+        assert mean_path is not None and mean_path.group(0).count(" L") == 1        # two epochs: two points
+        for k in (0, 1):
+            assert f"<title>trial {trial}, fold {k}</title>" in curves
+    assert "the folds&#x27; mean per epoch" in page or "the folds' mean per epoch" in page

@@ -2,16 +2,35 @@
 from __future__ import annotations
 
 
+def _std_section(metrics: dict, split: str) -> dict | None:
+    """metrics.json's cv.std[split] of a cv trial (the folds' standard deviations), None for other trials."""
+    cv = metrics.get("cv")
+    std = cv.get("std") if isinstance(cv, dict) else None
+    values = std.get(split) if isinstance(std, dict) else None
+    return values if isinstance(values, dict) else None
+
+
 def spread_cells(metrics: dict, split: str, name: str) -> dict:
     """{"val/acc ±std": the folds' standard deviation} for a cv trial's mean `split/name`; {} for other trials.
 
     A numeric column of its own (not "0.912 ± 0.011" in one cell), so leaderboard.csv sorts and plots by either."""
+    values = _std_section(metrics, split)
+    return {} if values is None else {f"{split}/{name} ±std": values.get(name)}
+
+
+def fold_std(metrics: dict, split: str, name: str) -> float | None:
+    """The folds' standard deviation of a cv trial's `split/name` (a finite number), None where there is none."""
+    value = (_std_section(metrics, split) or {}).get(name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value or abs(value) == float("inf"):
+        return None
+    return float(value)
+
+
+def fold_count(metrics: dict) -> int | None:
+    """How many folds a cv trial's means are over; None for other trials."""
     cv = metrics.get("cv")
-    std = cv.get("std") if isinstance(cv, dict) else None
-    values = std.get(split) if isinstance(std, dict) else None
-    if not isinstance(values, dict):
-        return {}
-    return {f"{split}/{name} ±std": values.get(name)}
+    folds = cv.get("folds") if isinstance(cv, dict) else None
+    return folds if isinstance(folds, int) and not isinstance(folds, bool) else None
 
 
 def refit_note(metrics: dict) -> str | None:

@@ -14,6 +14,8 @@ import json
 import math
 from pathlib import Path
 
+from netkiln.sweep.cv_columns import fold_count, fold_std
+
 W, H = 640, 300            # chart size in SVG units
 PAD = 48
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -57,6 +59,22 @@ def read_curve(history_csv: Path, metric: str) -> list[tuple[int, float]]:
         if value is not None:
             points.append((int(finite_number(row.get("epoch")) or i), value))
     return points
+
+
+def fold_curves(trial_dir: Path, metric: str) -> list[list[tuple[int, float]]]:
+    """A cross-validation trial's curves, one per fold (fold-k/history.csv, in fold order); [] for other trials."""
+    folds = [d for d in Path(trial_dir).glob("fold-*") if d.name[5:].isdigit() and not d.is_symlink()]
+    return [read_curve(d / "history.csv", metric) for d in sorted(folds, key=lambda d: int(d.name[5:]))]
+
+
+def mean_curve(folds: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
+    """The folds' mean per epoch, at the epochs every fold reached (an early-stopped fold ends the mean: a mean over
+    fewer folds would jump)."""
+    by_fold = [dict(points) for points in folds if points]
+    if not by_fold or len(by_fold) < len(folds):
+        return []
+    epochs = sorted(set.intersection(*(set(points) for points in by_fold)))
+    return [(epoch, sum(points[epoch] for points in by_fold) / len(by_fold)) for epoch in epochs]
 
 
 def split_override(override: str) -> tuple[str, str]:
@@ -212,29 +230,47 @@ def best_so_far_svg(values: list[float | None], names: list[str], mode: str, mon
     return _svg(body, "best so far")
 
 
-def curves_svg(curves: dict[str, list[tuple[int, float]]], best_name: str | None, monitor: str) -> str:
-    """Every trial's monitored metric per epoch, overlaid; the best trial drawn thick."""
-    curves = {name: pts for name, pts in curves.items() if pts}
+def _path(points: list[tuple[int, float]], xs: _Scale, ys: _Scale) -> str:
+    return " ".join(f"{'M' if j == 0 else 'L'}{xs(x):.1f},{ys(y):.1f}" for j, (x, y) in enumerate(points))
+
+
+def curves_svg(curves: dict[str, list[tuple[int, float]]], best_name: str | None, monitor: str,
+               folds: dict[str, list[list[tuple[int, float]]]] | None = None) -> str:
+    """Every trial's monitored metric per epoch, overlaid; the best trial drawn thick. A cross-validation trial
+    (`folds`: its folds' curves) is drawn as its folds' mean, each fold thin and faint in the same colour."""
+    folds = folds or {}
+    curves = {name: pts for name, pts in curves.items() if pts or any(folds.get(name, []))}
     if not curves:
         return '<p class="note">No trial has a validation curve (history.csv) yet.</p>'
-    all_x = [x for pts in curves.values() for x, _ in pts]
-    all_y = [y for pts in curves.values() for _, y in pts]
+    every = [pts for name, pts in curves.items()] + [pts for per_fold in folds.values() for pts in per_fold]
+    all_x = [x for pts in every for x, _ in pts]
+    all_y = [y for pts in every for _, y in pts]
     xs = _Scale(min(all_x), max(max(all_x), min(all_x) + 1), PAD, W - 20)
     ys = _Scale(min(all_y), max(all_y), H - PAD, 20)
     lines, legend = [], []
     for k, (name, pts) in enumerate(curves.items()):
         color = COLORS[k % len(COLORS)]
-        d = " ".join(f"{'M' if j == 0 else 'L'}{xs(x):.1f},{ys(y):.1f}" for j, (x, y) in enumerate(pts))
-        width = 3.5 if name == best_name else 1.5
-        lines.append(f'<path d="{d}" stroke="{color}" stroke-width="{width}" fill="none">'
-                     f'<title>trial {esc(name)}</title></path>')
-        if len(pts) == 1:
-            lines.append(f'<circle cx="{xs(pts[0][0]):.1f}" cy="{ys(pts[0][1]):.1f}" r="3" fill="{color}"/>')
         legend.append(f'<span class="key" style="background:{color}"></span>{esc(name)}'
                       + (" (best)" if name == best_name else ""))
+        for fold, fold_pts in enumerate(folds.get(name, [])):
+            if fold_pts:
+                lines.append(f'<path d="{_path(fold_pts, xs, ys)}" stroke="{color}" stroke-width="1" opacity="0.4" '
+                             f'fill="none" class="fold"><title>trial {esc(name)}, fold {fold}</title></path>')
+        if not pts:
+            continue
+        width = 3.5 if name == best_name else 1.5
+        title = f"trial {name}"
+        if folds.get(name):             # the mean's figures, to read off the chart
+            title += f", mean of {len(folds[name])} folds: " + ", ".join(f"epoch {x} {y:.4f}" for x, y in pts)
+        lines.append(f'<path d="{_path(pts, xs, ys)}" stroke="{color}" stroke-width="{width}" fill="none">'
+                     f'<title>{esc(title)}</title></path>')
+        if len(pts) == 1:
+            lines.append(f'<circle cx="{xs(pts[0][0]):.1f}" cy="{ys(pts[0][1]):.1f}" r="3" fill="{color}"/>')
     x_ticks = sorted(set(all_x)) if len(set(all_x)) <= 10 else _ticks(min(all_x), max(all_x))
     body = _axes(xs, ys, "epoch", monitor, x_ticks, _ticks(min(all_y), max(all_y))) + "".join(lines)
-    return _svg(body, "validation curves") + f'<p class="legend">{" ".join(legend)}</p>'
+    note = ('<p class="note">Cross-validation trials: the folds\' mean per epoch (at the epochs every fold reached), '
+            "each fold thin.</p>" if any(pts for per_fold in folds.values() for pts in per_fold) else "")
+    return _svg(body, "validation curves") + f'<p class="legend">{" ".join(legend)}</p>' + note
 
 
 def _color(t: float) -> str:
@@ -334,13 +370,22 @@ def table_html(columns: list[str], rows: list[dict]) -> str:
             f'<tbody>{"".join(body)}</tbody></table></div>')
 
 
+def _with_spread(metrics: dict, split: str, name: str) -> str:
+    """A metric as text, "0.9526 ± 0.0517" for a cross-validation trial's mean (its folds' standard deviation)."""
+    text = format_cell((metrics.get(split) or {}).get(name))
+    std = fold_std(metrics, split, name)
+    return f"{text} ± {std:.4f}" if text and std is not None else text
+
+
 def metrics_table(metrics: dict) -> str:
     names = sorted({n for split in ("val", "test") for n in (metrics.get(split) or {})})
     if not names:
         return '<p class="note">No val/test metrics.</p>'
     rows = "".join(f"<tr><th>{esc(n)}</th>" + "".join(
-        f"<td>{esc(format_cell((metrics.get(s) or {}).get(n)))}</td>" for s in ("val", "test")) + "</tr>" for n in names)
-    return f'<table class="small"><tr><th></th><th>val</th><th>test</th></tr>{rows}</table>'
+        f"<td>{esc(_with_spread(metrics, s, n))}</td>" for s in ("val", "test")) + "</tr>" for n in names)
+    folds = fold_count(metrics)
+    note = f'<p class="note">val: the mean ± standard deviation over {folds} folds.</p>' if folds else ""
+    return f'<table class="small"><tr><th></th><th>val</th><th>test</th></tr>{rows}</table>{note}'
 
 
 def confusion_html(matrix: list[list], labels: list) -> str:
@@ -355,7 +400,11 @@ def best_card(best, images: list[tuple[str, str]], evaluation: dict) -> str:
         return '<p class="note">No trial finished successfully.</p>'
     m = best.metrics
     overrides = "".join(f"<li><code>{esc(o)}</code></li>" for o in best.overrides) or "<li>(the defaults)</li>"
-    parts = [f'<div class="card"><h3>Trial {esc(best.name)}: {esc(m.get("monitor"))} = {best.value:.4f}</h3>',
+    split, _, name = str(m.get("monitor")).partition("/")
+    std = fold_std(m, split, name)
+    spread = f" ± {std:.4f} (mean of {fold_count(m)} folds)" if std is not None else ""
+    parts = [f'<div class="card"><h3>Trial {esc(best.name)}: {esc(m.get("monitor"))} = {best.value:.4f}'
+             f'{esc(spread)}</h3>',
              f'<p>Bundle: <code>{esc(best.path / "model")}</code> (also <code>best/</code>)</p>',
              f"<h4>Overrides (its difference from the defaults)</h4><ul>{overrides}</ul>",
              "<h4>Metrics</h4>", metrics_table(m)]
@@ -439,7 +488,9 @@ def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[s
                                       "parameter's values"
     importance_part = (f'<p class="note">{esc(why)}</p>'
                        + (importance_svg(importance, "importance") if importance else ""))
-    curves = {t.name: read_curve(t.path / "history.csv", monitor) for t in trials}
+    folds = {t.name: fold_curves(t.path, monitor) for t in trials}
+    curves = {t.name: mean_curve(folds[t.name]) if folds[t.name] else read_curve(t.path / "history.csv", monitor)
+              for t in trials}
     card = (best_card(best, best_images(best.path), read_evaluation(best.path)) if best is not None
             else best_card(None, [], {}))
     sections = [
@@ -448,7 +499,7 @@ def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[s
         ("Best model", card),
         (f"Best {monitor} so far", best_so_far_svg([objective(t) for t in trials], [t.name for t in trials], mode,
                                                    monitor)),
-        (f"Validation curves ({monitor} per epoch)", curves_svg(curves, best.name if best else None, monitor)),
+        (f"Validation curves ({monitor} per epoch)", curves_svg(curves, best.name if best else None, monitor, folds)),
         ("Parallel coordinates of the swept parameters", parallel_svg(params, param_rows, mode, monitor)),
         ("Parameter importance", importance_part),
     ]
