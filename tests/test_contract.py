@@ -126,7 +126,7 @@ def test_the_private_attributes_netkiln_reads_exist(tmp_path):
     import pytorch_lightning as pl
     import torch
 
-    from netkiln.compat import dump_checkpoint, optuna_trial
+    from netkiln.compat import dump_checkpoint, optimizer_step_progress, optuna_trial
 
     trainer = pl.Trainer(accelerator="cpu", strategy="ddp_spawn", devices=1, logger=False,
                          enable_checkpointing=False, default_root_dir=tmp_path)
@@ -135,6 +135,7 @@ def test_the_private_attributes_netkiln_reads_exist(tmp_path):
     study = optuna.create_study()
     trial = study.ask()
     assert optuna_trial(study, trial.number)._trial_id == trial._trial_id
+    assert optimizer_step_progress(trainer).total.completed == 0
     # Lightning's criteria return (should_stop, reason); NetkilnEarlyStopping returns the same shape.
     stop = pl.callbacks.EarlyStopping(monitor="val/loss", patience=1)
     should_stop, reason = stop._evaluate_stopping_criteria(torch.tensor(1.0))
@@ -143,7 +144,7 @@ def test_the_private_attributes_netkiln_reads_exist(tmp_path):
 
 def test_private_apis_are_used_only_in_compat():
     patterns = re.compile(r"_checkpoint_connector|hydra\._internal|\._storage\b|\._study_id|_MultiProcessingLauncher|"
-                          r"strategy\._launcher|\._trial_id")
+                          r"strategy\._launcher|\._trial_id|manual_optimization\.optim_step_progress|batchnorm\._BatchNorm")
     found = [f"{path.relative_to(SRC)}:{i}" for path in SRC.rglob("*.py") if path.name != "compat.py"
              for i, line in enumerate(path.read_text().splitlines(), 1) if patterns.search(line)]
     assert not found, f"private Lightning/Hydra/Optuna APIs outside netkiln/compat.py: {found}"

@@ -48,6 +48,13 @@ def dump_checkpoint(trainer) -> dict:
     return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)
 
 
+def optimizer_step_progress(trainer):
+    """The progress counter Lightning reads `global_step` from under manual optimization. netkiln's plain optimizer
+    steps (several per Lightning step) advance it themselves; Lightning offers no public way to (pytorch-lightning
+    2.6.6: only LightningOptimizer.step advances it, with its per-step hooks)."""
+    return trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+
+
 def optuna_trial(study, trial_number: int):
     """A live optuna.trial.Trial for `trial_number` of `study`, to report to and prune from inside the trial's own
     process. Optuna maps a number to a trial id only through its storage (optuna 5.0.0: study._storage,

@@ -71,7 +71,7 @@ def freeze_layers(network, refs: Any, key: str = "freeze") -> list[str]:
         for p in layer.parameters():
             p.requires_grad_(False)
         for m in layer.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            if getattr(m, "running_mean", None) is not None:     # normalization with running statistics
                 m.train = types.MethodType(_train_stays_eval, m)
                 m.eval()
         frozen.append(network.layer_names[idx])

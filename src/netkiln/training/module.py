@@ -20,6 +20,7 @@ import logging
 import pytorch_lightning as pl
 import torch
 
+from netkiln.compat import optimizer_step_progress
 from netkiln.errors import NetkilnError
 from netkiln.task import Task
 from netkiln.training.batches import EvalBatches, TrainChunks
@@ -126,7 +127,7 @@ class NetkilnModule(pl.LightningModule):
         if self.compile_args is not None:
             self._set_train_forward(torch.compile(self.network, **self.compile_args))
         self._plain_step = self._plain_step_ok() and not self.per_step_hooks
-        self._progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        self._progress = optimizer_step_progress(self.trainer)
         self._graphed = self._graphed_steps() if self.cuda_graphs else None
 
     def _graphed_steps(self):
