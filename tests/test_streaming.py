@@ -137,7 +137,9 @@ def test_budget_values(value, ok):
                                            ({"memory_budget": -1}, "data.memory_budget"),
                                            ({"memory_budget": 1.5}, "data.memory_budget"),     # not 1 byte
                                            ({"streaming": "sometimes"}, "data.streaming"),
-                                           ({"streaming": True, "test_path": "x.csv"}, "data.test_path")])
+                                           ({"streaming": True, "test_path": "x.csv"}, "data.test_path"),
+                                           ({"streaming": True, "test_path": "x.csv", "split_column": "size"},
+                                            "data.test_path")])
 def test_bad_streaming_settings(table_file, settings, key):
     with pytest.raises(NetkilnError) as e:
         load_dataset(node(table_file, **settings))
@@ -336,3 +338,71 @@ def test_too_many_categories_is_refused_alike_streamed_and_in_memory(tmp_path):
         assert err.value.key == "data.max_categories" and "'id' has 140 distinct values" in str(err.value)
         messages.append(str(err.value))
     assert messages[0] == messages[1]
+
+
+# ----------------------------------------------------------------------------------------------- own test file
+def own_test_file(tmp_path, suffix, n=250, seed=5):
+    """A separate test file like table()'s: a row without a label (dropped), a colour training never saw (warned)."""
+    frame = table(n, seed)
+    frame.loc[3, "label"] = None
+    frame.loc[7, "color"] = "purple"
+    path = tmp_path / f"test{suffix}"
+    frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path, row_group_size=60)
+    return path
+
+
+def test_a_streamed_test_file_is_prepared_as_in_memory(table_file, tmp_path):
+    """data.test_path streamed: read by chunks, cleaned, encoded and prepared with the training rows' fit into a
+    float32 memory map; the same rows, targets and values as the in-memory path."""
+    test_path = own_test_file(tmp_path, table_file.suffix)
+    memory, streamed = both(table_file, test_path=str(test_path))
+    assert memory.split_sizes == streamed.split_sizes and streamed.split_sizes["test"] == 249
+    assert_same_numbers(json.loads(json.dumps(memory.preprocessing)), json.loads(json.dumps(streamed.preprocessing)))
+    assert streamed.split_indices["test"].tolist() == memory.split_indices["test"] and 3 not in memory.split_indices[
+        "test"]
+    assert torch.equal(memory.y_test, streamed.y_test)
+    assert isinstance(streamed.x_test.numpy().base, np.memmap) or streamed.x_test.numpy().base is not None
+    torch.testing.assert_close(streamed.x_test, memory.x_test, rtol=1e-6, atol=1e-6)
+    for key in ("test_file", "test_rows_after_filter", "test_rows_dropped_no_target", "rows"):
+        assert streamed.source_info[key] == memory.source_info[key], key
+    # analyze counts the test file's rows too (missing values and moments over both files, as in memory)
+    from netkiln.data import analyze
+    m = analyze.analyze_data(node(table_file, streaming=False, test_path=str(test_path)))[0]
+    s = analyze.analyze_data(node(table_file, streaming=True, chunk_rows=70, test_path=str(test_path)))[0]
+    assert s["rows"] == m["rows"] == 849 and s["target"] == m["target"]
+    for a, b in zip(m["columns"], s["columns"]):
+        assert a["missing"] == b["missing"] and (a.get("mean") is None) == (b.get("mean") is None), a["name"]
+        if a.get("mean") is not None:
+            assert b["mean"] == pytest.approx(a["mean"], rel=1e-5), a["name"]
+
+
+def test_a_streamed_run_evaluates_its_test_file_as_in_memory(tmp_path):
+    """The metrics of the end-of-training evaluation on the streamed test file equal those of the same weights on
+    the file read whole and prepared in memory with the saved preparation (netkiln evaluate on other data)."""
+    path = tmp_path / "t.parquet"
+    table(400).to_parquet(path, row_group_size=50)
+    test_path = own_test_file(tmp_path, ".csv")
+    rc, run = train(tmp_path, path, "trainer.max_epochs=2", "data.streaming=true", "data.chunk_rows=64",
+                    f"data.test_path={test_path}")
+    assert rc == 0
+    streamed = metrics(run)["test"]
+    out = tmp_path / "eval"
+    assert main(["evaluate", f"run={run}", "data=csv", f"data.path={test_path}", "data.target=label",
+                 f"out={out}"]) == 0
+    report = json.loads((out / "evaluation.json").read_text())
+    assert report["rows"] == 249
+    assert set(report["metrics"]) == set(streamed) and report["metrics"]
+    for name, value in report["metrics"].items():
+        assert streamed[name] == pytest.approx(value, rel=1e-5, abs=1e-6), name
+
+
+def test_a_streamed_test_file_without_a_training_column_is_refused(tmp_path, capsys):
+    path = tmp_path / "t.csv"
+    table(300).to_csv(path, index=False)
+    bad = tmp_path / "renamed.csv"
+    table(100, 2).rename(columns={"count": "counts"}).to_csv(bad, index=False)
+    capsys.readouterr()
+    rc, run = train(tmp_path, path, "data.streaming=true", f"data.test_path={bad}")
+    err = capsys.readouterr().err
+    assert rc == 2 and "renamed.csv" in err and "'count'" in err and "counts" in err and "data.test_path" in err
+    assert not (run / "model").exists() and metrics(run)["status"] == "failed"

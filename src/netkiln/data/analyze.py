@@ -118,7 +118,9 @@ def analyze_data(data_cfg: Any, seed: int = 0):
     elif hashes is None:
         hashes = {s: _row_hashes(getattr(ds, f"x_{s}").numpy()) for s in ("train", "val", "test")}
     if raw.table is not None and raw.table.get("sampled_rows"):        # streamed: the sampled rows' targets
-        ys = {s: ys[s][np.isin(ds.split_indices[s], raw.table["frame"].index)] for s in ys}
+        test_frame = raw.table.get("test_frame")        # a streamed own test file: its sampled rows
+        ys = {s: ys[s][np.isin(ds.split_indices[s], (test_frame if s == "test" and test_frame is not None
+                                                     else raw.table["frame"]).index)] for s in ys}
         report["sample"] = {"rows": raw.table["sampled_rows"], "note": (
             "the table was streamed (larger than data.memory_budget): missing counts and numeric mean/std/min/max "
             "cover every row; unique counts, top values, plots, duplicates and rows shared between splits come "

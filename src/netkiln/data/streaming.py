@@ -246,20 +246,24 @@ def _survey(source: TableChunks, plan: TablePlan, path: str, info: dict):
 def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int, why: str) -> RawSource:
     tf = source.table_file
     plan = _plan(node, path, source.columns, tf)
-    if node.get("test_path") is not None:
-        raise NetkilnError(f"a separate test file is not read when streaming yet; split the one file with "
-                           f"{path}.split (fractions) or {path}.split_column, or set {path}.streaming=false",
-                           key=f"{path}.test_path")
+    test_file = None
+    if node.get("test_path") is not None:       # read in chunks too (data/streamed_test_file.py)
+        from .streamed_test_file import StreamedTestFile
+        test_file = StreamedTestFile(node, path, source, plan)
     info: dict[str, Any] = {"source": "file", "file": str(tf.path), "format": tf.format}
     kept, target_frame, split_frame, text_columns, summaries = _survey(source, plan, path, info)
     y, task, target_info = _encode_target_compactly(target_frame, plan, tf, path)
     del target_frame
+    y_test = test_kept = None
+    if test_file is not None:
+        y_test, test_kept = test_file.survey(task, target_info, info, summaries)
     fixed = _split_from_column(split_frame, plan.split_column, tf, path) if plan.split_column else None
     info.update({
-        "rows": int(len(kept)),
+        "rows": int(len(kept) + (len(test_kept) if test_kept is not None else 0)),
         "description": describe_table(tf, plan),
         "columns": dict(plan.kinds), "target": plan.target,
-        "split_indices_note": "indices are 0-based data rows of the file (header excluded)",
+        "split_indices_note": "indices are 0-based data rows of the file (header excluded)"
+                              + ("; test indexes the rows of data.test_path" if test_file is not None else ""),
         "streaming": {"budget_bytes": budget, "reason": why, "chunk_rows": source.chunk_rows}})
 
     # For `netkiln analyze`: exact per-column counts and moments over every kept row (pass 1), and a seeded sample
@@ -274,10 +278,14 @@ def load_table_streamed(node: dict, path: str, source: TableChunks, budget: int,
         fitted = TablePreparation.from_columns(specs, plan, target_info, task)     # saved as the in-memory fit's
         parts, table["frame"] = _prepare(source, plan, path, idx, len(kept), specs, len(fitted.feature_names),
                                          text_columns, sample)
-        return parts, None, fitted.to_json(), fitted.feature_names
+        x_test = None
+        if test_file is not None:       # prepared beside the training rows, with their preparation
+            x_test, table["test_frame"] = test_file.prepare(specs, len(fitted.feature_names),
+                                                            Path(parts["train"].filename).parent, SAMPLE_ROWS)
+        return parts, x_test, fitted.to_json(), fitted.feature_names
 
-    return RawSource(x=None, y=y, task=task, layout="flat", info=info, fixed_split=fixed, row_ids=kept,
-                     streamed=streamed, ignores_split_test=True, table=table)
+    return RawSource(x=None, y=y, task=task, layout="flat", y_test=y_test, info=info, fixed_split=fixed,
+                     row_ids=kept, test_row_ids=test_kept, streamed=streamed, ignores_split_test=True, table=table)
 
 
 def _encode_target_compactly(frame, plan: TablePlan, tf, path: str):
