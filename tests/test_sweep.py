@@ -219,6 +219,7 @@ def test_the_terminal_leaderboard_prints_overrides_and_errors_with_brackets_as_w
 def _wide_board(tmp_path):
     """A leaderboard with more columns than 120 characters hold (cv spread, Pareto, constraints, latency)."""
     from netkiln.sweep.leaderboard import Leaderboard, Trial
+    from netkiln.sweep.objectives import Objective
 
     best = Trial("0", tmp_path / "0", ["model.vars.width=16", "optimizer.lr=0.05421977611448919"], "ok",
                  {"monitor": "val/acc", "mode": "max", "monitored": 0.8109})
@@ -228,7 +229,8 @@ def _wide_board(tmp_path):
            "seconds": 0.208, "error": ""}
     return Leaderboard(tmp_path, [row], best, rule="best: the top of val/acc:max among the Pareto front of "
                        "val/acc:max, latency_ms:min: trial 0.",
-                       basis="the top of val/acc:max among the Pareto front of val/acc:max, latency_ms:min")
+                       basis="the top of val/acc:max among the Pareto front of val/acc:max, latency_ms:min",
+                       objectives=(Objective("val/acc", "max"), Objective("latency_ms", "min")))
 
 
 PRINTED = ["rank", "trial", "status", "overrides", "val/acc", "val/acc ±std", "pareto", "constraints", "latency_ms",

@@ -123,7 +123,7 @@ def rank(trials: list[Trial], primary=None) -> list[Trial]:
     one (sweep/objectives.py) takes the monitored value's place.
     """
     def key(trial: Trial):
-        value = trial.value if primary is None else metric_value(trial.metrics, primary.metric)
+        value = objective_value(trial, primary)
         if value is None:
             return (_STATUS_ORDER.get(trial.status, 9), 1, 0.0, 0.0, 0.0)
         m = trial.metrics
@@ -140,12 +140,24 @@ def _varying_overrides(trials: list[Trial]) -> list[list[str]]:
     return [[o for o in t.overrides if o not in common] or t.overrides for t in trials]
 
 
-def _row(trial: Trial, shown_overrides: list[str]) -> dict:
+def objective_value(trial: Trial, primary=None):
+    """What a trial is ranked by: the primary objective's value (a parameter count stays a whole number), or without
+    objectives the monitored metric's."""
+    return trial.value if primary is None else _metric_cell(trial.metrics, primary.metric)
+
+
+def _metric_cell(metrics: dict, metric: str):
+    value = metric_value(metrics, metric)
+    return int(value) if metric == "params" and value is not None and value.is_integer() else value
+
+
+def _row(trial: Trial, shown_overrides: list[str], primary=None) -> dict:
     m = trial.metrics
-    row = {
-        "rank": None, "trial": trial.name, "status": trial.status, "overrides": " ".join(shown_overrides),
-        "monitor": m.get("monitor", ""), "value": trial.value,
-    }
+    row = {"rank": None, "trial": trial.name, "status": trial.status, "overrides": " ".join(shown_overrides),
+           "monitor": m.get("monitor", "")}
+    if primary is not None:         # `value` is the primary objective's (not the monitor's); this names it
+        row["objective"] = str(primary)
+    row["value"] = objective_value(trial, primary)
     for split in ("val", "test"):
         for name, value in (m.get(split) or {}).items():
             row[f"{split}/{name}"] = value
@@ -158,7 +170,7 @@ def _row(trial: Trial, shown_overrides: list[str]) -> dict:
 def build_rows(trials: list[Trial], primary=None) -> list[dict]:
     ranked = rank(trials, primary)
     shown = dict(zip((t.name for t in trials), _varying_overrides(trials)))
-    rows = [_row(t, shown[t.name]) for t in ranked]
+    rows = [_row(t, shown[t.name], primary) for t in ranked]
     for i, row in enumerate(r for r in rows if r["status"] == "ok"):
         row["rank"] = i + 1
     return rows
@@ -209,6 +221,7 @@ class Leaderboard:
     best: Trial | None
     rule: str | None = None         # how best was picked, with several objectives (sweep/pareto.py)
     basis: str | None = None        # the same rule without its outcome: "the top of ... among ..."
+    objectives: tuple = ()          # the sweep's objectives (sweep/objectives.py), the first primary; () for none
 
     @property
     def failed(self) -> int:
@@ -248,40 +261,52 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
         if rule:
             best_info.update(objectives=[str(o) for o in objectives], rule=rule)
     write_json_atomic(sweep_dir / "best.json", best_info)
-    write_text_atomic(sweep_dir / "report.html", report_html(sweep_dir, trials, rows, _columns(rows), best))
+    write_text_atomic(sweep_dir / "report.html", report_html(sweep_dir, trials, rows, _columns(rows), best, primary))
     _point_best(sweep_dir, best)
-    return Leaderboard(sweep_dir, rows, best, rule, basis)
+    return Leaderboard(sweep_dir, rows, best, rule, basis, tuple(objectives))
 
 
 def _printed_columns(board: Leaderboard) -> list[str]:
     """The terminal table's columns, most telling first (a narrow terminal loses the last ones)."""
     all_columns = _columns(board.rows)
     columns = ["rank", "trial", "status", "overrides", "value"]
-    spread = f"{board.best.metrics.get('monitor')} ±std" if board.best else None
-    if spread in all_columns:           # cross-validation trials: the folds' spread beside the mean
-        columns.append(spread)
-    if board.rule:                      # several objectives: the front, the constraints, and latency if it is one
+    if board.rule:                      # several objectives: the front, the constraints, the other objectives
         columns += [c for c in ("pareto", "constraints") if c in all_columns]
-        columns += ["latency_ms"] if "latency_ms" in board.rule else []
+        columns += [o.metric for o in board.objectives[1:]]
     columns += [c for c in all_columns if c.startswith("test/") and c != "test/loss"][:2]
     columns += ["params", "epochs", "seconds"]
     if any(row["status"] in ("failed", "damaged") for row in board.rows):
         columns.append("error")
+    if board.objectives:                # `value` shows the primary objective: not twice
+        columns = [c for c in columns if c != board.objectives[0].metric]
+    columns = list(dict.fromkeys(columns))  # an objective such as params: once, where it first comes
+    monitor = str(board.best.metrics.get("monitor")) if board.best else None
+    if f"{monitor} ±std" in all_columns:        # cross-validation trials: the folds' spread beside the mean
+        mean = "value" if _value_name(board) == monitor else monitor
+        if mean in columns:
+            columns.insert(columns.index(mean) + 1, f"{monitor} ±std")
     return columns
 
 
 _ESSENTIAL = 5          # rank, trial, status, overrides, value: never left out
 
 
+def _value_name(board: Leaderboard) -> str:
+    """The `value` column's header: the primary objective's metric, or the monitored metric."""
+    if board.objectives:
+        return board.objectives[0].metric
+    return str(board.best.metrics.get("monitor")) if board.best else "value"
+
+
 def _table(board: Leaderboard, columns: list[str]):
     from rich.table import Table
     from rich.text import Text          # plain text: overrides such as data.drop=[id] are not rich markup
 
-    monitor = board.best.metrics.get("monitor") if board.best else "value"
     table = Table(title=Text(f"Leaderboard: {board.sweep_dir}"))
+    value_name = _value_name(board)
     for column in columns:
         left = column in ("trial", "status", "overrides", "error")
-        table.add_column(monitor if column == "value" else column, overflow="fold",
+        table.add_column(value_name if column == "value" else column, overflow="fold",
                          justify="left" if left else "right", min_width=16 if column == "overrides" else None)
     for row in board.rows:
         style = {"failed": "red", "damaged": "red", "pruned": "yellow", "incomplete": "dim"}.get(row["status"])
@@ -332,9 +357,12 @@ def print_leaderboard(board: Leaderboard, console=None) -> None:
     if board.best is None:
         console.print(board.rule or "no trial finished successfully.", markup=False, soft_wrap=not console.is_terminal)
         return
-    monitor = board.best.metrics.get("monitor")
-    line = (f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
-            f"{monitor} = {board.best.value:.4f}")
+    line = f"best: trial {board.best.name} ({' '.join(board.best.overrides) or 'defaults'}), "
+    if board.objectives:            # each objective's value
+        line += ", ".join(f"{o.metric} = {format_cell(_metric_cell(board.best.metrics, o.metric)) or 'unknown'}"
+                          for o in board.objectives)
+    else:
+        line += f"{board.best.metrics.get('monitor')} = {board.best.value:.4f}"
     if board.basis:                 # several objectives or constraints: the rule that picked it, in the same line
         line += f" ({board.basis})"
     console.print(f"{line}; bundle at {board.sweep_dir / 'best'}", markup=False, soft_wrap=not console.is_terminal)

@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 from netkiln.sweep.cv_columns import fold_count, fold_std
+from netkiln.sweep.objectives import metric_value
 
 W, H = 640, 300            # chart size in SVG units
 PAD = 48
@@ -122,20 +123,23 @@ def optuna_importance(sweep_dir: Path) -> tuple[dict[str, float] | None, str]:
         return None, f"Optuna importance failed: {type(err).__name__}: {err}"
 
 
-def objective(trial) -> float | None:
-    """A finished trial's monitored value; a pruned trial's last value is not its result."""
-    return trial.value if trial.status == "ok" else None
+def objective(trial, primary=None) -> float | None:
+    """A finished trial's value of the sweep's primary objective (without objectives: its monitored value); a pruned
+    trial's last value is not its result."""
+    if trial.status != "ok":
+        return None
+    return trial.value if primary is None else metric_value(trial.metrics, primary.metric)
 
 
-def spread_importance(trials, params: list[str]) -> dict[str, float]:
+def spread_importance(trials, params: list[str], primary=None) -> dict[str, float]:
     """Per parameter: the range of the mean objective over its values (a crude importance, for grid sweeps)."""
     result = {}
     for key in params:
         groups: dict[str, list[float]] = {}
         for trial in trials:
-            if objective(trial) is not None:
+            if objective(trial, primary) is not None:
                 groups.setdefault(dict(map(split_override, trial.overrides)).get(key, "(default)"), []).append(
-                    objective(trial))
+                    objective(trial, primary))
         means = [sum(v) / len(v) for v in groups.values()]
         if len(means) > 1:
             result[key] = max(means) - min(means)
@@ -208,6 +212,11 @@ def _svg(body: str, label: str, width: int = W, height: int = H) -> str:
             f'aria-label="{esc(label)}">{body}</svg>')
 
 
+def _figure(value: float) -> str:
+    """A value in a tooltip: a count (parameters) as a whole number, anything else to 4 decimals."""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.4f}"
+
+
 def best_so_far_svg(values: list[float | None], names: list[str], mode: str, monitor: str) -> str:
     """Each trial's objective (dots) and the best so far (step line) over trial order."""
     points = [(i, v) for i, v in enumerate(values) if v is not None]
@@ -223,7 +232,7 @@ def best_so_far_svg(values: list[float | None], names: list[str], mode: str, mon
         path.append(f"M{xs(i):.1f},{ys(best):.1f}" if not path else f"H{xs(i):.1f} V{ys(best):.1f}")
     path.append(f"H{xs(len(values) - 1):.1f}")
     dots = "".join(f'<circle cx="{xs(i):.1f}" cy="{ys(v):.1f}" r="4" class="dot">'
-                   f'<title>trial {esc(names[i])}: {v:.4f}</title></circle>' for i, v in points)
+                   f'<title>trial {esc(names[i])}: {_figure(v)}</title></circle>' for i, v in points)
     x_ticks = sorted({0, len(values) - 1, *range(0, len(values), max(1, len(values) // 8))})
     body = (_axes(xs, ys, "trial (in order run)", f"{monitor} ({mode})", x_ticks, _ticks(min(ys_all), max(ys_all)))
             + f'<path d="{" ".join(path)}" class="best"/>' + dots)
@@ -331,7 +340,7 @@ def parallel_svg(params: list[str], rows: list[tuple[str, dict[str, str], float 
         else:
             t = 0.5 if high == low else (value - low) / (high - low)
             style = f'stroke="{_color(t if mode == "max" else 1 - t)}"'
-        label = f"trial {name}: " + (f"{value:.4f}" if value is not None else "no value")
+        label = f"trial {name}: " + (_figure(value) if value is not None else "no value")
         lines.append(f'<polyline points="{points}" {style} stroke-width="2.5" fill="none" opacity="0.85">'
                      f'<title>{esc(label)}</title></polyline>')
     body = "".join(lines) + "".join(parts)
@@ -467,24 +476,30 @@ def render(title: str, sections: list[tuple[str, str]]) -> str:
             f"<style>{CSS}</style></head><body><h1>{esc(title)}</h1>{body}<script>{SCRIPT}</script></body></html>\n")
 
 
-def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[str], best) -> str:
-    """The whole report of a sweep directory. trials in run order, rows (leaderboard.build_rows) in rank order."""
+def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[str], best, primary=None) -> str:
+    """The whole report of a sweep directory. trials in run order, rows (leaderboard.build_rows) in rank order;
+    `primary`: the sweep's primary objective (sweep/objectives.py), which the charts of the trials' results show;
+    None: the monitored metric."""
     sweep_dir = Path(sweep_dir)
     sample = best or next((t for t in trials if t.metrics.get("monitor")), None)
     monitor = str(sample.metrics.get("monitor", "value")) if sample else "value"
     mode = str(sample.metrics.get("mode", "max")) if sample else "max"
+    if primary is not None:             # what the trials are ranked by
+        goal, goal_mode = primary.metric, primary.mode
+    else:
+        goal, goal_mode = monitor, mode
     counts = {}
     for trial in trials:
         counts[trial.status] = counts.get(trial.status, 0) + 1
     summary = ", ".join(f"{n} {status}" for status, n in counts.items())
 
     params = varying_params(trials)
-    param_rows = [(t.name, dict(map(split_override, t.overrides)), objective(t)) for t in trials]
+    param_rows = [(t.name, dict(map(split_override, t.overrides)), objective(t, primary)) for t in trials]
     importance, why = optuna_importance(sweep_dir)
     if importance is None:
-        spread = spread_importance(trials, params)
+        spread = spread_importance(trials, params, primary)
         if spread:
-            importance, why = spread, f"{why}; shown instead: the range of the mean {monitor} over each " \
+            importance, why = spread, f"{why}; shown instead: the range of the mean {goal} over each " \
                                       "parameter's values"
     importance_part = (f'<p class="note">{esc(why)}</p>'
                        + (importance_svg(importance, "importance") if importance else ""))
@@ -497,10 +512,10 @@ def report_html(sweep_dir: Path, trials: list, rows: list[dict], columns: list[s
         ("Leaderboard", f"<p>{len(trials)} trials: {esc(summary)}. Click a column header to sort.</p>"
                         + table_html(columns, rows)),
         ("Best model", card),
-        (f"Best {monitor} so far", best_so_far_svg([objective(t) for t in trials], [t.name for t in trials], mode,
-                                                   monitor)),
+        (f"Best {goal} so far" + (" (the primary objective)" if primary is not None and goal != monitor else ""),
+         best_so_far_svg([objective(t, primary) for t in trials], [t.name for t in trials], goal_mode, goal)),
         (f"Validation curves ({monitor} per epoch)", curves_svg(curves, best.name if best else None, monitor, folds)),
-        ("Parallel coordinates of the swept parameters", parallel_svg(params, param_rows, mode, monitor)),
+        ("Parallel coordinates of the swept parameters", parallel_svg(params, param_rows, goal_mode, goal)),
         ("Parameter importance", importance_part),
     ]
     from netkiln.sweep.objectives import sweep_objectives
