@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from netkiln.cli import main
 from netkiln.training import step_graph
@@ -74,6 +75,73 @@ def test_replayed_chunks_train_the_same_weights_as_eager_steps(tmp_path, graphs_
         values_a = [float(v) for v in fields_a[4:] if v]
         values_b = [float(v) for v in fields_b[4:] if v]
         assert values_b == pytest.approx(values_a, rel=1e-5, abs=1e-6)
+
+
+class NoHostSync(TorchDispatchMode):
+    """Fails on the operations a CUDA graph cannot capture: a value read back to the host (.item(), float(), bool()
+    of a tensor) or a shape that depends on the data (nonzero, masked_select, unique). The optimizer's step is
+    let through: on a CPU it is not capturable (on a GPU make_capturable keeps its counters on the device)."""
+    REFUSED = {"_local_scalar_dense", "nonzero", "masked_select", "unique_consecutive", "_unique2", "_unique"}
+
+    def __init__(self):
+        super().__init__()
+        self.paused = False
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not self.paused and name in self.REFUSED:
+            raise AssertionError(f"aten.{name} inside a captured step: a CUDA graph cannot capture it")
+        return func(*args, **(kwargs or {}))
+
+
+class ReplayWithoutHostSync(ReplayByCalling):
+    """A stricter stand-in: each replay runs the body under NoHostSync."""
+    optimizer = None
+
+    def replay(self):
+        mode = NoHostSync()
+        step = type(self.optimizer).step
+
+        def unchecked_step(*args, **kwargs):
+            mode.paused = True
+            try:
+                return step(self.optimizer, *args, **kwargs)
+            finally:
+                mode.paused = False
+        self.optimizer.step = unchecked_step
+        try:
+            with mode:
+                self.body()
+        finally:
+            del self.optimizer.step
+
+
+SEQUENCE = "{reshape: [8, 1]}"
+MODELS = {
+    "mlp+batchnorm+dropout": "[{dense: {units: 16, activation: relu}}, batchnorm, {dropout: 0.3}]",
+    "cnn": f"[{SEQUENCE}, {{conv1d: {{filters: 4, kernel_size: 3, activation: relu}}}}, {{maxpool1d: 2}}, "
+           "flatten]",
+    "gru": f"[{SEQUENCE}, {{gru: {{units: 6, bidirectional: true}}}}]",
+    "lstm": f"[{SEQUENCE}, {{lstm: {{units: 6}}}}]",
+}
+
+
+@pytest.mark.parametrize("layers", MODELS.values(), ids=MODELS.keys())
+@pytest.mark.parametrize("task", [[], ["data.task=regression", "data.n_classes=1"], ["data.n_classes=2"]],
+                         ids=["multiclass", "regression", "binary"])
+def test_captured_steps_never_read_a_value_back_to_the_host(tmp_path, monkeypatch, layers, task):
+    """What would break a real capture on the GPU: the body of a chunk (gather, forward, loss, backward, clip,
+    the step's loss and correct count) must not read a tensor's value on the host."""
+    monkeypatch.setattr(step_graph, "graph_obstacle", lambda **_: None)
+    monkeypatch.setattr(step_graph, "make_capturable", lambda optimizer, device: None)
+
+    def capture(self, body):
+        graph = ReplayWithoutHostSync(body)
+        graph.optimizer = self.optimizer
+        return graph
+    monkeypatch.setattr(step_graph.GraphedSteps, "_cuda_capture", capture)
+    train(tmp_path, "graphed", "cuda_graphs=true", "trainer.max_epochs=2", "gradient_clip_val=1.0",
+          f"model.layers={layers}", *task)
 
 
 def test_max_steps_inside_a_chunk_stops_exactly(tmp_path, graphs_on_cpu):
