@@ -135,6 +135,7 @@ def test_objectives_parse_and_default_directions():
 class _T:
     def __init__(self, name, acc, params, latency, status="ok"):
         self.name, self.status = name, status
+        self.overrides = [f"model.vars.width={name}"]          # each its own configuration
         self.metrics = {"val": {"acc": acc}, "params": {"total": params}, "latency_ms": latency}
 
 

@@ -78,3 +78,50 @@ def test_without_objectives_the_value_is_the_monitored_metric(tmp_path):
     assert [float(r["value"]) for r in rows] == [0.9, 0.85, 0.7]
     assert "<h2>Best val/acc so far</h2>" in (sweep_dir / "report.html").read_text()
     assert "val/acc = 0.9000; bundle at" in _printed(board)
+
+
+# Trial 2 ran trial 0's configuration again and scored a little higher (training is not bit-for-bit repeatable,
+# latency never is); 3 and 10 repeat trial 1. Trial 10 ran after 3 (folder names sort as numbers).
+REPEATS = [("0", ["model.vars.width=64", "optimizer.lr=0.01"], 0.9, 5000),
+           ("1", ["model.vars.width=8", "optimizer.lr=0.01"], 0.7, 139),
+           ("2", ["optimizer.lr=0.01", "model.vars.width=64"], 0.92, 5000),
+           ("3", ["model.vars.width=8", "optimizer.lr=0.01"], 0.7, 139),
+           ("4", ["model.vars.width=32", "optimizer.lr=0.01"], 0.85, 1300),
+           ("10", ["model.vars.width=8", "optimizer.lr=0.01"], 0.69, 139)]
+
+
+def _brute_front_of_first_runs(trials):
+    """The (acc max, params min) front over each configuration's first trial in run order."""
+    first = {}
+    for name, overrides, acc, params in sorted(trials, key=lambda t: int(t[0])):
+        first.setdefault(frozenset(overrides), (name, acc, params))
+    points = list(first.values())
+    return {name for name, acc, params in points
+            if not any(a >= acc and p <= params and (a > acc or p < params) for _, a, p in points)}
+
+
+def test_a_configuration_that_ran_twice_is_marked_and_counts_once_on_the_front(tmp_path):
+    from netkiln.sweep.leaderboard import write_leaderboard
+
+    sweep_dir = _sweep(tmp_path, REPEATS, ["val/acc:max", "params:min"])
+    board = write_leaderboard(sweep_dir)
+    rows = {r["trial"]: r for r in _rows(sweep_dir)}
+    assert {name: r["duplicate_of"] for name, r in rows.items()} == {"0": "", "1": "", "2": "0", "3": "1", "4": "",
+                                                                     "10": "1"}
+    front = _brute_front_of_first_runs(REPEATS)
+    assert front == {"0", "1", "4"}                 # all three distinct configurations; 2 would dominate 0
+    assert {name for name, r in rows.items() if r["pareto"] == "yes"} == front
+    assert all(rows[name]["rank"] for name in rows)                  # duplicates are still ranked
+    assert board.best.name == "0" and json.loads((sweep_dir / "best.json").read_text())["trial"] == "0"
+    assert "duplicate_of" in _printed(board)
+    page = (sweep_dir / "report.html").read_text()
+    assert "Pareto front (3 of 6 finished trials)" in page
+
+
+def test_without_repeats_there_is_no_duplicate_column(tmp_path):
+    from netkiln.sweep.leaderboard import write_leaderboard
+
+    sweep_dir = _sweep(tmp_path, TRIALS, ["val/acc:max", "params:min"])
+    write_leaderboard(sweep_dir)
+    assert "duplicate_of" not in _rows(sweep_dir)[0]
+    assert {r["pareto"] for r in _rows(sweep_dir)} == {"yes"}

@@ -14,7 +14,7 @@ from pathlib import Path
 from netkiln.io.files import csv_text, write_json_atomic, write_text_atomic
 from netkiln.errors import NetkilnError
 from netkiln.sweep.objectives import metric_value, monitored_objective, sweep_objectives
-from netkiln.sweep.pareto import mark_rows, pick_best, selection_rule
+from netkiln.sweep.pareto import duplicates, mark_rows, pick_best, selection_rule
 from netkiln.sweep.cv_columns import refit_note, spread_cells
 from netkiln.sweep.report import finite_number, format_cell, report_html
 from netkiln.sweep.storage_trials import with_storage_trials
@@ -167,10 +167,20 @@ def _row(trial: Trial, shown_overrides: list[str], primary=None) -> dict:
     return row
 
 
+def _after_value(row: dict, key: str, value) -> dict:
+    """The row with `key` right after its value column."""
+    items = list(row.items())
+    at = [k for k, _ in items].index("value") + 1
+    return dict(items[:at] + [(key, value)] + items[at:])
+
+
 def build_rows(trials: list[Trial], primary=None) -> list[dict]:
     ranked = rank(trials, primary)
     shown = dict(zip((t.name for t in trials), _varying_overrides(trials)))
     rows = [_row(t, shown[t.name], primary) for t in ranked]
+    repeated = duplicates(trials)
+    if repeated:                    # the same configuration ran again (a sampler may propose it twice)
+        rows = [_after_value(row, "duplicate_of", repeated.get(row["trial"], "")) for row in rows]
     for i, row in enumerate(r for r in rows if r["status"] == "ok"):
         row["rank"] = i + 1
     return rows
@@ -273,6 +283,7 @@ def _printed_columns(board: Leaderboard) -> list[str]:
     if board.rule:                      # several objectives: the front, the constraints, the other objectives
         columns += [c for c in ("pareto", "constraints") if c in all_columns]
         columns += [o.metric for o in board.objectives[1:]]
+    columns += [c for c in ("duplicate_of",) if c in all_columns]
     columns += [c for c in all_columns if c.startswith("test/") and c != "test/loss"][:2]
     columns += ["params", "epochs", "seconds"]
     if any(row["status"] in ("failed", "damaged") for row in board.rows):

@@ -331,7 +331,13 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
 
     completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if completed and len(directions) > 1:
-        log.info("Pareto front: trials %s", ", ".join(str(t.number) for t in study.best_trials))
+        distinct = []                   # the same parameters proposed again count once, as on the leaderboard
+        for trial in sorted(study.best_trials, key=lambda t: t.number):
+            if all(trial.params != other.params for other in distinct):
+                distinct.append(trial)
+        repeats = len(study.best_trials) - len(distinct)
+        log.info("Pareto front: trials %s%s", ", ".join(str(t.number) for t in distinct),
+                 f" ({repeats} later trial{'s' * (repeats != 1)} ran the same parameters)" if repeats else "")
     elif completed:
         best = study.best_trial
         log.info("best trial %d: value %.6g with %s", best.number, best.value, best.params)

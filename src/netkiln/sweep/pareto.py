@@ -2,7 +2,8 @@
 
 A trial dominates another when it is at least as good in every objective and better in one. The front is the
 finished trials (status ok, every objective known) that no other finished trial dominates; equal trials are both on
-it. `best` is the top of the primary objective (the first) among the front of the trials that meet the constraints
+it. A configuration that ran more than once (NSGA-II may propose the same parameters again) counts once: by its
+first finished trial in run order; the later ones are duplicates, never on the front. `best` is the top of the primary objective (the first) among the front of the trials that meet the constraints
 (`max_params`, `max_latency_ms`): a front member that meets them is on that front too, and a trial that meets them
 but is dominated only by trials that do not is on it as well, so the constraints never hide a feasible better
 choice. Ties in the primary objective go to the trial that ranks first on the leaderboard (lower val/loss, then
@@ -29,19 +30,41 @@ def front(points: dict[str, list[float]]) -> set[str]:
             if not any(dominates(q, p) for other, q in points.items() if other != name)}
 
 
-def objective_points(trials, objectives: list[Objective]) -> dict[str, list[float]]:
-    """name -> objective values (as recorded) of the finished trials with every objective known."""
-    points = {}
-    for trial in trials:
+def run_order(trial) -> tuple[int, str]:
+    """Trial folders are numbered in the order they ran: 2 before 10."""
+    return len(trial.name), trial.name
+
+
+def duplicates(trials) -> dict[str, str]:
+    """name -> the earlier trial that ran the same configuration (the same overrides), for each later one (a damaged
+    trial's overrides are unknown: it is none)."""
+    first: dict[frozenset, str] = {}
+    found = {}
+    for trial in sorted((t for t in trials if t.status != "damaged"), key=run_order):
+        config = frozenset(trial.overrides)
+        if config in first:
+            found[trial.name] = first[config]
+        else:
+            first[config] = trial.name
+    return found
+
+
+def objective_points(trials, objectives: list[Objective], distinct: bool = False) -> dict[str, list[float]]:
+    """name -> objective values (as recorded) of the finished trials with every objective known; `distinct`: one
+    trial per configuration, its first finished one in run order."""
+    points, seen = {}, set()
+    for trial in sorted(trials, key=run_order) if distinct else trials:
         values = objective_values(trial.metrics, objectives) if trial.status == "ok" else None
-        if values is not None:
+        if values is not None and not (distinct and frozenset(trial.overrides) in seen):
             points[trial.name] = values
+            seen.add(frozenset(trial.overrides))
     return points
 
 
 def finished_points(trials, objectives: list[Objective]) -> dict[str, list[float]]:
-    """name -> signed objective values of the finished trials with every objective known."""
-    return {name: _signed(values, objectives) for name, values in objective_points(trials, objectives).items()}
+    """name -> signed objective values of the finished trials with every objective known, one per configuration."""
+    return {name: _signed(values, objectives)
+            for name, values in objective_points(trials, objectives, distinct=True).items()}
 
 
 def pareto_front(trials, objectives: list[Objective]) -> set[str]:
