@@ -32,3 +32,20 @@ def test_make_metrics_multiclass_uses_it_and_keeps_checkpoints_clean():
     metrics = make_metrics(Task("multiclass", 4, tuple("abcd")))
     assert isinstance(metrics, MulticlassStats)
     assert metrics.state_dict() == {}          # not part of checkpoints or bundles
+
+
+def test_many_classes_keep_three_counts_per_class_not_a_confusion_matrix():
+    """20,000 classes: a classes x classes table would take 3.2 GB; the counts take 3 x 20,000 integers, and the
+    numbers still equal torchmetrics'."""
+    assert sum(buffer.numel() for buffer in MulticlassStats(20_000).buffers()) == 3 * 20_000
+    k = 2_000           # torchmetrics itself counts a k x k table: compared where that is quick
+    gen = torch.Generator().manual_seed(0)
+    ours = MulticlassStats(k)
+    reference = tm.MetricCollection({"acc": tm.Accuracy(task="multiclass", num_classes=k),
+                                     "f1": tm.F1Score(task="multiclass", num_classes=k, average="macro")})
+    target = torch.randint(0, 50, (400,), generator=gen)        # a few classes occur: macro F1 skips the rest
+    preds = torch.where(torch.rand(400, generator=gen) < 0.7, target, torch.randint(0, 60, (400,), generator=gen))
+    ours.update(preds, target)
+    reference.update(preds, target)
+    got, want = ours.compute(), reference.compute()
+    assert torch.equal(got["acc"], want["acc"]) and torch.equal(got["f1"], want["f1"])
