@@ -1,9 +1,10 @@
 """`tabular.fit_columns`, fitted in one pass over chunks of the training rows instead of one DataFrame.
 
-Same rules, same JSON: counts and means are merged in float64 with Chan's parallel algorithm (mean and sum of squared
-deviations per chunk, combined exactly), so the means and standard deviations agree with the in-memory fit to
-rounding (~1e-15 relative). Categories are the union of per-chunk counts. A median or a numeric most-frequent value
-needs every value of its column: those columns (only those) keep their training values, one float64 a row.
+Same rules (`column_spec.column_spec` builds both fits' specs, from each one's statistics), same JSON: counts and
+means are merged in float64 with Chan's parallel algorithm (mean and sum of squared deviations per chunk, combined
+exactly), so the means and standard deviations agree with the in-memory fit to rounding (~1e-15 relative).
+Categories are the union of per-chunk counts. A median or a numeric most-frequent value needs every value of its
+column: those columns (only those) keep their training values, one float64 a row.
 """
 from __future__ import annotations
 
@@ -12,9 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from netkiln.errors import NetkilnError
-
-from .tabular import TablePlan, _cat_keys, _to_numeric, refuse_too_many_categories
+from .column_spec import column_spec, values_fill
+from .tabular import TablePlan, _cat_keys, _to_numeric
 
 
 class Moments:
@@ -62,28 +62,57 @@ def merge_dtype(a: str | None, b: str) -> str:
     return "object"
 
 
-class _Column:
-    def __init__(self, name: str, kind: str, strategy: str, keep_values: bool):
-        self.name, self.kind, self.strategy = name, kind, strategy
-        self.dtype: str | None = None
-        self.missing = 0
-        self.moments = Moments()                # numeric: the present values
-        self.kept: list[np.ndarray] = [] if keep_values else None
-        self.counts: Counter = Counter()        # categorical: rows per category
+class _StreamedNumeric:
+    """A numeric column's statistics merged over chunks (column_spec.NumericStats)."""
 
-    def add(self, series, tf, key) -> None:
-        self.dtype = merge_dtype(self.dtype, str(series.dtype))
-        if self.kind == "numeric":
-            v = _to_numeric(series, self.name, tf, key)
-            present = v[~np.isnan(v)]
-            self.missing += len(v) - len(present)
-            self.moments.add(present)
-            if self.kept is not None:
-                self.kept.append(present)
-        else:
-            keys = _cat_keys(series)
-            self.missing += int(keys.isna().sum())
-            self.counts.update(keys.dropna().value_counts().to_dict())
+    def __init__(self, keep_values: bool):
+        self.missing = 0
+        self.moments = Moments()                            # the present values
+        self.kept: list[np.ndarray] | None = [] if keep_values else None     # median / most_frequent need them
+
+    def add(self, series, name: str, tf) -> None:
+        v = _to_numeric(series, name, tf, None)
+        present = v[~np.isnan(v)]
+        self.missing += len(v) - len(present)
+        self.moments.add(present)
+        if self.kept is not None:
+            self.kept.append(present)
+
+    @property
+    def present(self) -> int:
+        return self.moments.n
+
+    def fill(self, strategy: str) -> float:
+        return self.moments.mean if strategy == "mean" else values_fill(strategy, np.concatenate(self.kept))
+
+    def scale(self, method: str, fill: float | None) -> dict:
+        if fill is None:
+            return self.moments.scale(method)
+        scaled = _copy(self.moments)
+        scaled.add_repeated(fill, self.missing)
+        return scaled.scale(method)
+
+
+class _StreamedCategorical:
+    """A categorical column's statistics merged over chunks (column_spec.CategoricalStats)."""
+
+    def __init__(self):
+        self.missing = 0
+        self.counts: Counter = Counter()                    # rows per category
+
+    def add(self, series, name: str, tf) -> None:
+        keys = _cat_keys(series)
+        self.missing += int(keys.isna().sum())
+        self.counts.update(keys.dropna().value_counts().to_dict())
+
+    def code_scale(self, method: str, categories: list[str], fill: str | None) -> dict:
+        counts = Counter(self.counts)
+        if fill is not None:
+            counts[fill] += self.missing
+        codes = Moments()                   # the ordinal codes' statistics, from the counts per category
+        for code, k in enumerate(categories):
+            codes.add_repeated(float(code), counts[k])
+        return codes.scale(method)
 
 
 class StreamingFit:
@@ -91,77 +120,18 @@ class StreamingFit:
 
     def __init__(self, plan: TablePlan, tf=None, path: str = "data"):
         self.plan, self.tf, self.path = plan, tf, path
-        self.columns = []
-        for col in plan.features:
-            strategy = plan.strategy(col)
-            kind = plan.kinds[col]
-            self.columns.append(_Column(col, kind, strategy, kind == "numeric"
-                                        and strategy in ("median", "most_frequent")))
+        self.dtypes: dict[str, str | None] = {col: None for col in plan.features}
+        self.stats = {col: _StreamedNumeric(plan.strategy(col) in ("median", "most_frequent"))
+                      if plan.kinds[col] == "numeric" else _StreamedCategorical() for col in plan.features}
 
     def add(self, frame) -> None:
-        for column in self.columns:
-            column.add(frame[column.name], self.tf, None)
-
-    def _no_values(self, col: str, extra: str) -> NetkilnError:
-        return NetkilnError(f"column '{col}' has no values in the training rows{extra}; drop it "
-                            f"({self.path}.drop=[{col}])", key=f"{self.path}.missing", column=col,
-                            file=str(self.tf.path) if self.tf else None)
+        for col, stats in self.stats.items():
+            self.dtypes[col] = merge_dtype(self.dtypes[col], str(frame[col].dtype))
+            stats.add(frame[col], col, self.tf)
 
     def specs(self) -> list[dict]:
-        return [self._numeric(c) if c.kind == "numeric" else self._categorical(c) for c in self.columns]
-
-    def _numeric(self, c: _Column) -> dict:
-        spec = {"name": c.name, "kind": "numeric", "dtype": c.dtype}
-        scaled = c.moments
-        if c.strategy in ("mean", "median", "most_frequent"):
-            if c.moments.n == 0:
-                raise self._no_values(c.name, ", so there is nothing to impute from")
-            if c.strategy == "mean":
-                fill = c.moments.mean
-            else:
-                values = np.concatenate(c.kept)
-                if c.strategy == "median":
-                    fill = float(np.median(values))
-                else:
-                    uniq, counts = np.unique(values, return_counts=True)
-                    fill = float(uniq[np.argmax(counts)])
-            spec["impute"] = {"strategy": c.strategy, "value": fill}
-            scaled = _copy(c.moments)
-            scaled.add_repeated(fill, c.missing)        # the imputed values join the scaling statistics
-        else:
-            spec["impute"] = {"strategy": c.strategy}
-        spec["scale"] = scaled.scale(self.plan.scale)
-        spec["outputs"] = [c.name]
-        return spec
-
-    def _categorical(self, c: _Column) -> dict:
-        plan = self.plan
-        spec = {"name": c.name, "kind": "categorical", "dtype": c.dtype}
-        categories = sorted(c.counts)
-        encoding = plan.encodings.get(c.name, plan.encoding)
-        counts = Counter(c.counts)
-        if c.strategy == "most_frequent":
-            if not c.counts:
-                raise self._no_values(c.name, "")
-            top = max(c.counts.values())
-            fill = sorted(k for k, n in c.counts.items() if n == top)[0]
-            spec["impute"] = {"strategy": c.strategy, "value": fill}
-            counts[fill] += c.missing
-        else:
-            spec["impute"] = {"strategy": c.strategy}
-        if encoding == "onehot":
-            refuse_too_many_categories(c.name, len(categories), plan, self.path, self.tf)
-        spec["encoding"] = encoding
-        spec["categories"] = categories
-        if encoding == "onehot":
-            spec["outputs"] = [f"{c.name}={k}" for k in categories]
-        else:
-            codes = Moments()                   # the ordinal codes' statistics, from the counts per category
-            for code, k in enumerate(categories):
-                codes.add_repeated(float(code), counts[k])
-            spec["scale"] = codes.scale(plan.scale)
-            spec["outputs"] = [c.name]
-        return spec
+        return [column_spec(col, self.dtypes[col], stats, self.plan, self.path, self.tf)
+                for col, stats in self.stats.items()]
 
 
 def _copy(m: Moments) -> Moments:

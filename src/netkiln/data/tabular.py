@@ -18,6 +18,7 @@ from netkiln.errors import NetkilnError, did_you_mean
 from netkiln.task import Task
 
 from . import unknown_categories as unknown
+from .column_spec import column_spec, values_fill
 from .config import get_choice, get_int
 from .row_filter import RowFilter, parse_filter
 from .sources import RawSource, SourceSpec, register_source
@@ -330,70 +331,44 @@ def _encode_target(frame, plan: TablePlan, tf: TableFile, path: str):
 
 # ----------------------------------------------------------------------------------------------- fit / apply
 
-def refuse_too_many_categories(col: str, count: int, plan: TablePlan, path: str, tf) -> None:
-    """One-hot encoding of a column with more distinct training values than data.max_categories is refused."""
-    if count > plan.max_categories:
-        raise NetkilnError(
-            f"column '{col}' has {count} distinct values in the training rows (more than "
-            f"data.max_categories={plan.max_categories}); it looks like an identifier or free text. Drop "
-            f"it ({path}.drop=[{col}]), encode it as integers ({path}.encodings.{col}=ordinal) or raise "
-            f"{path}.max_categories", key=f"{path}.max_categories", column=col,
-            file=str(tf.path) if tf else None)
+class _WholeNumeric:
+    """A numeric column's statistics from all its training values at once (column_spec.NumericStats)."""
+
+    def __init__(self, values: np.ndarray):
+        self.values = values                            # float64, NaN where missing
+        self.present = int(np.count_nonzero(~np.isnan(values)))
+
+    def fill(self, strategy: str) -> float:
+        present = self.values[~np.isnan(self.values)]
+        return float(present.mean()) if strategy == "mean" else values_fill(strategy, present)
+
+    def scale(self, method: str, fill: float | None) -> dict:
+        v = self.values if fill is None else np.where(np.isnan(self.values), fill, self.values)
+        return _fit_scale(v, method)
+
+
+class _WholeCategorical:
+    """A categorical column's statistics from all its training values at once (column_spec.CategoricalStats)."""
+
+    def __init__(self, keys):
+        self.keys = keys                                # canonical text, NaN where missing
+        self.counts = keys.dropna().value_counts().to_dict()
+
+    def code_scale(self, method: str, categories: list[str], fill: str | None) -> dict:
+        impute = {} if fill is None else {"value": fill}
+        codes = _codes(self.keys, {"impute": impute, "categories": categories}).astype(np.float64)
+        return _fit_scale(codes[~np.isnan(codes)], method)
+
 
 def fit_columns(frame, plan: TablePlan, tf: TableFile | None = None, path: str = "data") -> list[dict]:
     """Fit every column's preparation on `frame` (the training rows only)."""
     specs = []
     for col in plan.features:
-        kind = plan.kinds[col]
-        strategy = plan.strategy(col)
-        spec: dict[str, Any] = {"name": col, "kind": kind, "dtype": str(frame[col].dtype)}
-        if kind == "numeric":
-            v = _to_numeric(frame[col], col, tf, None)
-            present = v[~np.isnan(v)]
-            if strategy in ("mean", "median", "most_frequent"):
-                if len(present) == 0:
-                    raise NetkilnError(f"column '{col}' has no values in the training rows, so there is nothing to "
-                                       f"impute from; drop it ({path}.drop=[{col}])", key=f"{path}.missing",
-                                       column=col, file=str(tf.path) if tf else None)
-                if strategy == "mean":
-                    fill = float(present.mean())
-                elif strategy == "median":
-                    fill = float(np.median(present))
-                else:
-                    vals, counts = np.unique(present, return_counts=True)
-                    fill = float(vals[np.argmax(counts)])
-                spec["impute"] = {"strategy": strategy, "value": fill}
-                v = np.where(np.isnan(v), fill, v)
-            else:
-                spec["impute"] = {"strategy": strategy}
-            spec["scale"] = _fit_scale(v, plan.scale)
-            spec["outputs"] = [col]
+        if plan.kinds[col] == "numeric":
+            stats = _WholeNumeric(_to_numeric(frame[col], col, tf, None))
         else:
-            keys = _cat_keys(frame[col])
-            present = keys.dropna()
-            categories = sorted(set(present))
-            encoding = plan.encodings.get(col, plan.encoding)
-            if strategy == "most_frequent":
-                if len(present) == 0:
-                    raise NetkilnError(f"column '{col}' has no values in the training rows; drop it "
-                                       f"({path}.drop=[{col}])", key=f"{path}.missing", column=col,
-                                       file=str(tf.path) if tf else None)
-                counts = present.value_counts()
-                top = counts[counts == counts.max()].index
-                spec["impute"] = {"strategy": strategy, "value": sorted(top)[0]}
-            else:
-                spec["impute"] = {"strategy": strategy}
-            if encoding == "onehot":
-                refuse_too_many_categories(col, len(categories), plan, path, tf)
-            spec["encoding"] = encoding
-            spec["categories"] = categories
-            if encoding == "onehot":
-                spec["outputs"] = [f"{col}={c}" for c in categories]
-            else:
-                codes = _codes(keys, spec).astype(np.float64)
-                spec["scale"] = _fit_scale(codes[~np.isnan(codes)], plan.scale)
-                spec["outputs"] = [col]
-        specs.append(spec)
+            stats = _WholeCategorical(_cat_keys(frame[col]))
+        specs.append(column_spec(col, str(frame[col].dtype), stats, plan, path, tf))
     return specs
 
 
