@@ -119,3 +119,61 @@ def test_analyze_bad_input_leaves_nothing(tmp_path, capsys, messy_csv):
     rc, out, _, err = analyze(tmp_path, capsys, "data=csv", f"data.path={p}", "data.target=labl")
     assert rc == 2 and "Did you mean 'label'" in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_analyze_a_streamed_image_folder_reads_it_a_batch_at_a_time(tmp_path, capsys, monkeypatch):
+    """data.streaming on data=images: the exact numbers of the in-memory analysis (class counts, per-channel
+    statistics, duplicates) from one pass that decodes a few images at a time, never the folder; the figures come
+    from a sample, and the report says so."""
+    import shutil
+
+    from netkiln.data import analyze as an
+    from netkiln.data import analyze_images
+    from netkiln.data.image_stream import ImageRows
+    from test_data_npz_images import make_images
+
+    root = make_images(tmp_path / "shapes", per_class=15)
+    shutil.copy(root / "circle" / "001.png", root / "circle" / "zz_same.png")        # a duplicate
+    shutil.copy(root / "circle" / "003.png", root / "square" / "zz_other.png")       # same pixels, other class
+    node = {"name": "images", "path": str(root), "image_size": [8, 8], "split": {"val": 0.2, "test": 0.2}}
+    memory, _ = an.analyze_data({**node, "streaming": False})
+
+    decoded: list[int] = []
+    decode = ImageRows.decode
+
+    def spy(self, rows):
+        decoded.append(len(np.asarray(rows).reshape(-1)))
+        return decode(self, rows)
+
+    def whole(*args, **kwargs):
+        raise AssertionError("the streamed folder was read whole")
+
+    monkeypatch.setattr(ImageRows, "decode", spy)
+    monkeypatch.setattr(an, "_array_features", whole)
+    monkeypatch.setattr(an, "_row_hashes", whole)
+    monkeypatch.setattr(analyze_images, "BATCH_IMAGES", 5)
+    # the folder (32 images of 8x8x3) is larger than the budget: streamed, decoded in this process (workers=0)
+    streamed, context = an.analyze_data({**node, "memory_budget": 1000, "workers": 0})
+    assert isinstance(context["dataset"].x_train, ImageRows)
+    assert sum(decoded) >= 32 and max(decoded) <= 5             # every image, never more than a batch at a time
+    assert streamed["target"] == memory["target"] and streamed["rows"] == memory["rows"] == 32
+    assert streamed["input_shape"] == memory["input_shape"] == [3, 8, 8]
+    assert streamed["duplicates"] == memory["duplicates"] and memory["duplicates"]["duplicate_rows"] == 1
+    assert memory["duplicates"]["conflicting_feature_rows"] == 1
+    assert len(streamed["features"]) == 3
+    for m, s in zip(memory["features"], streamed["features"]):
+        assert m["name"] == s["name"]
+        for k in ("mean", "std", "min", "max"):
+            assert s[k] == pytest.approx(m[k], abs=2e-6), (m["name"], k)
+    assert "sample" not in memory and streamed["sample"]["images_plotted"] == 8
+    assert "first 4 training images of each class" in streamed["sample"]["note"]
+
+    # the command: every figure drawn (augment samples too), the sampling said in its output
+    monkeypatch.undo()
+    rc, out, stdout, err = analyze(tmp_path, capsys, "data=images", f"data.path={root}", "data.image_size=[8,8]",
+                                   "data.streaming=true", "data.workers=1", "data.augment=[random_flip]")
+    assert rc == 0, err
+    assert (out / "analysis.png").read_bytes()[:8] == PNG and (out / "augment_samples.png").read_bytes()[:8] == PNG
+    report = json.loads((out / "analysis.json").read_text())
+    assert "augment_samples.png the first 6" in report["sample"]["note"]
+    assert "sampled:" in stdout and "one pass over every image" in stdout

@@ -160,13 +160,6 @@ def test_an_image_that_fails_to_decode_in_a_worker_stops_the_run_naming_it(folde
     assert _children() <= before                         # the workers exited
 
 
-def test_analyze_refuses_a_streamed_folder_naming_the_key(folder, tmp_path, capsys):
-    rc = main(["analyze", "data=images", f"data.path={folder}", "data.image_size=[8,8]", "data.streaming=true",
-               f"hydra.run.dir={tmp_path / 'report'}"])
-    err = capsys.readouterr().err
-    assert rc == 2 and "data.streaming" in err and "data.streaming=false" in err and "Traceback" not in err
-
-
 def test_bad_settings_name_their_key(folder):
     with pytest.raises(NetkilnError, match="data.workers"):
         load_dataset(node(folder, streaming=True, workers=-1))

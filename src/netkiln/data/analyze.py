@@ -18,6 +18,9 @@ from .preparations import preparation_for
 IMBALANCE_RATIO = 3.0           # largest class / smallest class above this: a warning
 MAX_FEATURE_STATS = 500         # per-feature statistics kept in analysis.json
 PLOT_FEATURES = 11
+SAMPLE_IMAGES_PER_CLASS = 4     # analysis.png: this many training images (sequences: 3) of each of ...
+SAMPLE_CLASSES = 8              # ... the first classes
+AUGMENT_SAMPLES = 6             # augment_samples.png: the first training images
 
 
 def _num(v: Any) -> Any:
@@ -47,11 +50,12 @@ def analyze_data(data_cfg: Any, seed: int = 0):
     from netkiln.data import load_dataset_and_source
     from netkiln.data.config import to_plain
 
+    from .analyze_images import channel_stats, is_streamed_images, pixel_pass
+
     ds, raw = load_dataset_and_source(data_cfg, seed)
-    if "workers" in raw.info.get("streaming", {}):      # a streamed image folder (data/image_stream.py)
-        raise NetkilnError("netkiln analyze reads an image folder whole (pixel statistics, duplicates, plots), but "
-                           "this one is streamed; analyze it with data.streaming=false, or a subset of its images",
-                           key="data.streaming")
+    streamed_images = None          # a streamed image folder: pixel counts and hashes from one pass, a batch at a time
+    if is_streamed_images(raw.x):
+        streamed_images = pixel_pass(ds, raw.info["streaming"]["workers"])
     node = to_plain(data_cfg)
     task = ds.task
     warnings: list[str] = []
@@ -104,7 +108,9 @@ def analyze_data(data_cfg: Any, seed: int = 0):
     elif raw.table is not None:
         report["columns"] = _table_columns(raw, ds, warnings)
     else:
-        report["features"] = _array_features(raw, ds)
+        report["features"] = (_array_features(raw, ds) if streamed_images is None else
+                              [{k: v if k == "name" else _num(v) for k, v in f.items()}
+                               for f in channel_stats(streamed_images[0])])
         report["constant_features"] = [f["name"] for f in report["features"] if f.get("std") == 0]
         if report["constant_features"]:
             warnings.append(f"{len(report['constant_features'])} constant feature(s): "
@@ -115,6 +121,8 @@ def analyze_data(data_cfg: Any, seed: int = 0):
     hashes = preparation.row_hashes(raw, ds)            # text: the texts themselves, not their (cut) token ids
     if hashes is None and raw.table is not None:
         hashes = _table_row_hashes(raw, ds)
+    elif hashes is None and streamed_images is not None:
+        hashes = streamed_images[1]
     elif hashes is None:
         hashes = {s: _row_hashes(getattr(ds, f"x_{s}").numpy()) for s in ("train", "val", "test")}
     if raw.table is not None and raw.table.get("sampled_rows"):        # streamed: the sampled rows' targets
@@ -125,6 +133,15 @@ def analyze_data(data_cfg: Any, seed: int = 0):
             "the table was streamed (larger than data.memory_budget): missing counts and numeric mean/std/min/max "
             "cover every row; unique counts, top values, plots, duplicates and rows shared between splits come "
             "from a seeded sample of these rows")}
+    if streamed_images is not None:
+        plotted = _plotted_images(ds)
+        report["sample"] = {"images_plotted": plotted, "note": (
+            "the image folder was streamed (data.streaming): class counts, image size and channels come from the "
+            "file listing, and per-channel mean/std/min/max, duplicates and images shared between splits from one "
+            "pass over every image, a batch at a time; only the figures are drawn from a sample: analysis.png "
+            f"shows the first {SAMPLE_IMAGES_PER_CLASS} training images of each class (of the first "
+            f"{SAMPLE_CLASSES} classes: {plotted} images)" + (f", augment_samples.png the first {AUGMENT_SAMPLES} "
+                                                               "training images" if ds.augment else ""))}
     labels = {s: [hash(np.asarray(v).tobytes()) for v in ys[s]] for s in ys}
     all_h = sum(hashes.values(), [])
     all_pairs = list(zip(all_h, sum(labels.values(), [])))
@@ -321,6 +338,8 @@ def print_report(report: dict, console=None) -> None:
     console.print(f"duplicate rows: {d['duplicate_rows']}; same features with different targets: "
                   f"{d['conflicting_feature_rows']}; shared between splits: val∩train {s['val_in_train']}, "
                   f"test∩train {s['test_in_train']}, test∩val {s['test_in_val']}")
+    if "sample" in report:          # streamed: which numbers cover every row and which come from a sample
+        console.print(f"[bold]sampled:[/bold] {report['sample']['note']}", highlight=False)
     if report["warnings"]:
         for w in report["warnings"]:
             console.print(f"[yellow]warning:[/yellow] {w}", highlight=False)
@@ -414,6 +433,14 @@ def _plot_features(plt, report: dict, ds, raw):
     return fig
 
 
+def _plotted_images(ds) -> int:
+    """How many images analysis.png shows (_samples_per_class's)."""
+    if not ds.task.is_classification:
+        return min(SAMPLE_IMAGES_PER_CLASS, len(ds.y_train))
+    counts = np.bincount(ds.y_train.numpy().reshape(-1), minlength=ds.task.num_classes)[:SAMPLE_CLASSES]
+    return int(np.minimum(counts, SAMPLE_IMAGES_PER_CLASS).sum())
+
+
 def _samples_per_class(ds, k: int) -> list[tuple[str, list[np.ndarray]]]:
     x, y = ds.x_train, ds.y_train.numpy().reshape(len(ds.y_train), -1)
     task = ds.task
@@ -424,13 +451,13 @@ def _samples_per_class(ds, k: int) -> list[tuple[str, list[np.ndarray]]]:
     if not task.is_classification:
         return [("samples", rows(range(min(k, len(x)))))]
     out = []
-    for c, name in enumerate(task.class_names[:8]):
+    for c, name in enumerate(task.class_names[:SAMPLE_CLASSES]):
         out.append((name, rows(np.flatnonzero(y[:, 0] == c)[:k])))
     return out
 
 
 def _plot_images(plt, report: dict, ds):
-    groups = _samples_per_class(ds, 4)
+    groups = _samples_per_class(ds, SAMPLE_IMAGES_PER_CLASS)
     fig, axes = plt.subplots(len(groups) + 1, 4, figsize=(8, 2 * (len(groups) + 1)), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
@@ -448,7 +475,7 @@ def _plot_images(plt, report: dict, ds):
     return fig
 
 
-def plot_augment_samples(ds, seed: int, path, count: int = 6, variants: int = 4) -> None:
+def plot_augment_samples(ds, seed: int, path, count: int = AUGMENT_SAMPLES, variants: int = 4) -> None:
     """data.augment: a PNG grid, one training image a row, the original then `variants` augmented draws."""
     import matplotlib
     matplotlib.use("Agg")
