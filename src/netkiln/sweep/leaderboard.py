@@ -277,7 +277,7 @@ def write_leaderboard(sweep_dir: str | os.PathLike) -> Leaderboard:
 
 
 def _printed_columns(board: Leaderboard) -> list[str]:
-    """The terminal table's columns, most telling first (a narrow terminal loses the last ones)."""
+    """The printed table's columns, most telling first (a narrow terminal loses the last ones)."""
     all_columns = _columns(board.rows)
     columns = ["rank", "trial", "status", "overrides", "value"]
     if board.rule:                      # several objectives: the front, the constraints, the other objectives
