@@ -360,3 +360,25 @@ def test_class_weight_mapping_from_the_command_line(tmp_path, capsys):
     assert main(["train", *QUIET, f"hydra.run.dir={tmp_path}/bad", *data, "loss.class_weight={yse: 3.0}"]) == 2
     err = capsys.readouterr().err
     assert "loss.class_weight.yse" in err and "Did you mean 'yes'?" in err
+
+
+def test_evaluate_on_other_data_applies_data_filter(scaled_run, table, tmp_path, capsys):
+    """evaluate data.path=other.csv data.filter=...: only the rows it keeps are scored, exactly as a file holding
+    just those rows; a filter naming a column the file lacks, or keeping no row, names data.filter (exit 2)."""
+    frame = pd.read_csv(table).head(60)
+    frame.to_csv(tmp_path / "other.csv", index=False)
+    frame[frame["island"] == "Dream"].to_csv(tmp_path / "dream.csv", index=False)
+    common = ["evaluate", f"run={scaled_run}", "data=csv", "data.target=mass", "plots=false"]
+    assert main([*common, f"data.path={tmp_path}/other.csv", "data.filter=\"island == 'Dream'\"",
+                 f"out={tmp_path}/ev"]) == 0
+    assert main([*common, f"data.path={tmp_path}/dream.csv", f"out={tmp_path}/ev2"]) == 0
+    filtered = json.loads((tmp_path / "ev" / "evaluation.json").read_text())
+    only = json.loads((tmp_path / "ev2" / "evaluation.json").read_text())
+    assert filtered["rows"] == only["rows"] == int((frame["island"] == "Dream").sum()) < len(frame)
+    assert filtered["metrics"] == only["metrics"]
+    for bad, expected in [("\"islnd == 'Dream'\"", "'island'"), ("\"island == 'Atlantis'\"", "keeps none")]:
+        capsys.readouterr()
+        assert main([*common, f"data.path={tmp_path}/other.csv", f"data.filter={bad}", f"out={tmp_path}/bad"]) == 2
+        err = capsys.readouterr().err
+        assert "data.filter" in err and expected in err and "Traceback" not in err, err
+        assert not (tmp_path / "bad").exists()

@@ -180,12 +180,13 @@ class Preparation:
 
     def read_labelled(self, node: dict, path: str = "data"):
         """Other labelled data of a `labelled_tables` kind, for evaluate: (a DataFrame with the input columns and
-        `target_columns`, the data's name); here a table file read whole."""
+        `target_columns`, the data's name); here a table file read whole, `{path}.filter` applied."""
         from .tables import read_table_source
+        from .tabular import filter_rows
 
         frame, tf = read_table_source(node.get("path"), format=node.get("format", "auto"),
                                       delimiter=node.get("delimiter"), key=f"{path}.path")
-        return frame, tf.path.name
+        return filter_rows(frame, node.get("filter"), tf, path), tf.path.name
 
     # ------------------------------------------------------------------------------------------------ analyze
     def analysis(self, raw, ds, warnings: list[str]) -> dict | None:

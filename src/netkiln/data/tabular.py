@@ -473,6 +473,20 @@ def _apply_filter(frame, row_filter: RowFilter | None, tf: TableFile):
     return out
 
 
+def filter_rows(frame, text: str | None, tf: TableFile, path: str):
+    """{path}.filter on other labelled data (evaluate), applied as training applies it (`_clean`): parsed by
+    row_filter, its columns checked against the file's, an error when it keeps no row."""
+    if text is None:
+        return frame
+    from .row_filter import parse_filter
+
+    row_filter = parse_filter(text, key=f"{path}.filter")
+    row_filter.check_columns([str(c) for c in frame.columns], str(tf.path))
+    kept = _apply_filter(frame, row_filter, tf)
+    log.info("%s: %s keeps %d of %d rows", tf.path.name, f"{path}.filter", len(kept), len(frame))
+    return kept
+
+
 def _clean(frame, plan: TablePlan, tf: TableFile, path: str, info: dict, prefix: str = ""):
     """Filter, drop rows with a missing target or (for strategy 'drop') a missing feature."""
     frame = _apply_filter(frame, plan.row_filter, tf)

@@ -27,6 +27,7 @@ from netkiln.task import Task
 from .config import get_choice, get_int
 from .sources import RawSource, SourceSpec, register_source
 from .tables import TableFile, check_columns, check_file, read_table_source, table_format
+from .tabular import filter_rows
 from .text_preparation import TextPreparation
 from .tokenize import AUTO_MAX_LENGTH, KINDS
 
@@ -372,24 +373,9 @@ def read_labelled(node: dict, path: str, *, text_column: str, target: list[str],
                            f"in {path}.target", key=f"{path}.target")
     check_columns([col], frame.columns, f"{path}.text", "text", tf.path)
     check_columns(names, frame.columns, f"{path}.target", "target", tf.path)
-    frame = _filter_rows(frame, node.get("filter"), tf, path)
+    frame = filter_rows(frame, node.get("filter"), tf, path)
     frame, _ = _drop_empty(frame, _text_column(frame, col, tf, path), tf, path, {})
     return frame[[col, *names]].set_axis([text_column, *target], axis=1), tf.path.name
-
-
-def _filter_rows(frame, text: str | None, tf: TableFile, path: str):
-    """{path}.filter applied as training applies it (tabular._clean): parsed by row_filter, its columns checked
-    against the file's, an error when it keeps no row."""
-    if text is None:
-        return frame
-    from .row_filter import parse_filter
-    from .tabular import _apply_filter
-
-    row_filter = parse_filter(text, key=f"{path}.filter")
-    row_filter.check_columns([str(c) for c in frame.columns], str(tf.path))
-    kept = _apply_filter(frame, row_filter, tf)
-    log.info("%s: %s keeps %d of %d rows", tf.path.name, f"{path}.filter", len(kept), len(frame))
-    return kept
 
 
 def load_text(node: dict, path: str) -> RawSource:
