@@ -279,3 +279,27 @@ def test_training_on_uint8_image_arrays_matches_the_float_path(tmp_path, capsys)
                      f"out={out}"]) == 0
         reports.append(json.loads(next(out.glob("*.json")).read_text()))
     assert reports[0]["metrics"] == reports[1]["metrics"] and reports[0]["rows"] == 40
+
+
+def test_a_model_trained_on_0_to_255_floats_evaluates_uint8_arrays_unscaled(tmp_path):
+    """A bundle without pixel_scale (trained on 0..255 floats, as every uint8 array was read before uint8 arrays
+    were held as pixels) is evaluated on a uint8 array as on the same values in float32: the bundle's preparation
+    decides the scaling, not the way the other data happens to be stored."""
+    from netkiln.cli import main
+
+    pixels = RNG.integers(0, 256, (90, 1, 6, 6), dtype=np.uint8)
+    y = (pixels.reshape(90, -1).mean(axis=1) > 127).astype(np.int64)
+    npz(tmp_path, "train.npz", x=pixels.astype(np.float32), y=y)
+    run = tmp_path / "run"
+    assert main(["train", "data=npz", f"data.path={tmp_path / 'train.npz'}", "model=mlp", "trainer=debug",
+                 "trainer.max_epochs=1", "trainer.enable_progress_bar=false", f"hydra.run.dir={run}"]) == 0
+    assert "pixel_scale" not in json.loads((run / "model" / "preprocessing.json").read_text())["preparation"]
+    npz(tmp_path, "other_u8.npz", x=pixels[:40], y=y[:40])
+    npz(tmp_path, "other_f.npz", x=pixels[:40].astype(np.float32), y=y[:40])
+    reports = []
+    for name in ("other_u8", "other_f"):
+        out = tmp_path / f"eval_{name}"
+        assert main(["evaluate", f"run={run}", "data=npz", f"data.path={tmp_path / name}.npz", f"out={out}",
+                     "plots=false"]) == 0
+        reports.append(json.loads((out / "evaluation.json").read_text()))
+    assert reports[0]["metrics"] == reports[1]["metrics"] and reports[0]["rows"] == 40

@@ -33,7 +33,10 @@ def _json_plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=_json_default))
 
 
-def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor, torch.Tensor]:
+def _pick_split(dataset, split: str, own_data: bool,
+                as_stored: bool = False) -> tuple[str, torch.Tensor, torch.Tensor]:
+    """(split, x, y): x as the network sees it, or with as_stored the values as read (uint8 pixels unscaled: the
+    bundle's preparation scales them as it was trained to, which a bundle from before uint8 arrays does not)."""
     if split not in SPLITS:
         from netkiln.errors import did_you_mean
         raise NetkilnError(f"unknown split {split!r}.{did_you_mean(split, SPLITS)} Choose one of: "
@@ -45,12 +48,13 @@ def _pick_split(dataset, split: str, own_data: bool) -> tuple[str, torch.Tensor,
         # Streamed image files (data/image_stream.ImageRows) are joined as files, read batch by batch.
         x = parts[0].join(parts[1:]) if hasattr(parts[0], "join") else torch.cat(parts)
         y = torch.cat([dataset.y_train, dataset.y_val, dataset.y_test])
-        return split, dataset.floats(x), y
-    x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
-    if len(x) == 0:
-        raise NetkilnError(f"the {split} split of this run's data is empty; choose split=val, test or train.",
-                           key="split")
-    return split, dataset.floats(x), y
+    else:
+        x, y = getattr(dataset, f"x_{split}"), getattr(dataset, f"y_{split}")
+        if len(x) == 0:
+            raise NetkilnError(f"the {split} split of this run's data is empty; choose split=val, test or train.",
+                               key="split")
+    stored = as_stored and not hasattr(x, "mapped")     # image files are decoded (and scaled) only when read
+    return split, (x if stored else dataset.floats(x)), y
 
 
 def run_data(bundle: Bundle, split: str):
@@ -99,7 +103,7 @@ def other_data(bundle: Bundle, data_cfg, split: str):
         return _other_table(bundle, node, split)
     node = preparer.other_data(node)         # read as training read it; the saved steps are applied below
     dataset = load_dataset(node, seed=bundle.seed)
-    split, x, y = _pick_split(dataset, split, own_data=False)
+    split, x, y = _pick_split(dataset, split, own_data=False, as_stored=True)
     _check_task(bundle, dataset.task, None)
     from netkiln.artifacts.inputs import Chunk, InputFile
     from netkiln.artifacts.predictions import prepare_chunk
