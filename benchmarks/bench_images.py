@@ -17,7 +17,10 @@ in one run:
   ratios are of the medians. On CUDA the batches are scaled and augmented on the GPU;
 - streaming (issue #17's goal: streamed epoch <= 1.3 x in-memory epoch): the same training with
   data.streaming=false (uint8 pixels in memory) and data.streaming=true (the files decoded per batch by
-  data.workers DataLoader processes, auto: min(4, CPUs - 1)), each run in its own subprocess, interleaved.
+  data.workers DataLoader processes, auto: min(4, CPUs - 1)), each run in its own subprocess, interleaved; with
+  each run's peak RSS (the training process; a worker's apart: forked, it counts the pages it shares) and the
+  load average before and after,
+  since other jobs on the machine slow the streamed run's workers more than the in-memory run.
 """
 from __future__ import annotations
 
@@ -142,29 +145,43 @@ def epoch_times(folder: str, epochs: int, augment: bool, extra: list[str] = ()) 
 
 
 def epoch_run(folder: str, epochs: int, streaming: str) -> None:
-    """Subprocess body: one run with data.streaming=`streaming`; prints its epoch times as JSON."""
+    """Subprocess body: one run with data.streaming=`streaming`; prints its epoch times and peak RSS as JSON."""
     import logging
+    import resource
     import warnings
     warnings.filterwarnings("ignore")
     for name in ("netkiln", "pytorch_lightning", "lightning.pytorch", "pytorch_lightning.utilities.rank_zero"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    print(json.dumps(epoch_times(folder, epochs, augment=False, extra=[f"data.streaming={streaming}"])))
+    times = epoch_times(folder, epochs, augment=False, extra=[f"data.streaming={streaming}"])
+    usage = {who: resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)}
+    print(json.dumps({"epochs": times, "peak_rss": usage[resource.RUSAGE_SELF].ru_maxrss * 1024,   # Linux: KiB
+                      "worker_peak_rss": usage[resource.RUSAGE_CHILDREN].ru_maxrss * 1024}))
 
 
 def streaming_ratio(folder: str, epochs: int, repeats: int) -> None:
     times: dict[str, list[float]] = {"false": [], "true": []}
+    rss: dict[str, list[int]] = {"false": [], "true": []}
+    workers_rss: list[int] = []
+    load_before = os.getloadavg()
     for _ in range(repeats):
         for mode in times:
             proc = subprocess.run([sys.executable, __file__, "--epoch-run", mode, "--folder", folder,
                                    "--epochs", str(epochs)], capture_output=True, text=True, check=True)
-            times[mode] += json.loads(proc.stdout.strip().splitlines()[-1])
+            run = json.loads(proc.stdout.strip().splitlines()[-1])
+            times[mode] += run["epochs"]
+            rss[mode].append(run["peak_rss"])
+            if mode == "true":
+                workers_rss.append(run["worker_peak_rss"])
+    load_after = os.getloadavg()
     from netkiln.data.image_stream import workers_of
     med = {mode: statistics.median(t) for mode, t in times.items()}
     print(f"\nstreamed vs in memory, small CNN, batch 64, {repeats} runs of {epochs} epochs each, one process a run "
-          f"(data.workers=auto: {workers_of({}, 'data')} worker(s)):")
+          f"(data.workers=auto: {workers_of({}, 'data')} worker(s) on {os.cpu_count()} CPUs; load average "
+          f"{load_before[0]:.1f} before, {load_after[0]:.1f} after):")
     for mode, label in (("false", "in memory"), ("true", "streamed")):
         t = times[mode]
-        print(f"  {label:10s} {med[mode]:7.2f} s/epoch  [{min(t):.2f}-{max(t):.2f}]")
+        print(f"  {label:10s} {med[mode]:7.2f} s/epoch  [{min(t):.2f}-{max(t):.2f}]   peak RSS {mb(max(rss[mode]))}"
+              + (f"; a worker's {mb(max(workers_rss))}, pages shared with it counted" if mode == "true" else ""))
     print(f"  streamed / in memory: {med['true'] / med['false']:.2f} (target <= 1.3)")
 
 

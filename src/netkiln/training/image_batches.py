@@ -5,8 +5,10 @@ The same interface as batches.TrainChunks, so the LightningModule's fast loop ru
 TrainChunks' own: `torch.randperm` seeded by (seed, epoch), read when the epoch starts, so a streamed run visits the
 rows in the in-memory run's order and a resumed run repeats the interrupted epoch's order. A chunk pulls its batches
 from the loader one by one as the module's loop asks for them: the workers decode ahead of training (the loader's
-prefetch) instead of a whole chunk being gathered before its first step. The workers persist across epochs and are
-shut down by `close()` (after fit, or at once when an image fails to decode).
+prefetch) instead of a whole chunk being gathered before its first step. Near the epoch's end (as many training
+batches before it as the validation rows would fill) the validation workers start decoding the validation pass, so
+its first (1024-image) batch is ready when the epoch's last steps are done instead of decoded while training waits. The workers persist across
+epochs and are shut down by `close()` (after fit, or at once when an image fails to decode).
 """
 from __future__ import annotations
 
@@ -31,14 +33,24 @@ def streamed_image_batches(dataset, train, val):
     workers = dataset.source_info["streaming"]["workers"]
     log.info("training data: %d image files decoded per batch in %s", len(dataset.x_train),
              f"{workers} DataLoader worker process(es)" if workers else "the main process (data.workers=0)")
-    return (ImageTrainChunks(dataset.x_train, train.y, train.batch_size, train.batches_per_chunk, train.seed,
-                             workers, inputs=train.inputs),
-            ImageEvalBatches(dataset.x_val, val.y, val.batch_size, workers, inputs=val.inputs)
-            if val is not None else None)
+    chunks = ImageTrainChunks(dataset.x_train, train.y, train.batch_size, train.batches_per_chunk, train.seed,
+                              workers, inputs=train.inputs)
+    evals = ImageEvalBatches(dataset.x_val, val.y, val.batch_size, workers, inputs=val.inputs) \
+        if val is not None else None
+    if evals is not None and workers:
+        # The validation pass decoded during the epoch's last batches: as many as its rows would fill.
+        chunks.sampler.then = chunks.start_next
+        chunks.sampler.then_before = max(1, math.ceil(len(dataset.x_val) / train.batch_size))
+        chunks.next_up = evals
+    return chunks, evals
 
 
 class EpochBatches(torch.utils.data.Sampler):
-    """The epoch's batches of row positions: TrainChunks' shuffle (seed, epoch), this rank's share under DDP."""
+    """The epoch's batches of row positions: TrainChunks' shuffle (seed, epoch), this rank's share under DDP.
+    `then` (if set) is called as the loader takes the batch `then_before` batches before the epoch's end."""
+
+    then: Callable[[], None] | None = None
+    then_before = 1
 
     def __init__(self, rows: int, batch_size: int, seed: int, epoch: Callable[[], int]):
         self.rows, self.batch_size, self.seed, self.epoch = rows, batch_size, seed, epoch
@@ -56,7 +68,10 @@ class EpochBatches(torch.utils.data.Sampler):
         return math.ceil((self.rows // self.world_size if self.world_size > 1 else self.rows) / self.batch_size)
 
     def __iter__(self):
-        for batch in self.order(self.epoch()).split(self.batch_size):
+        batches = self.order(self.epoch()).split(self.batch_size)
+        for i, batch in enumerate(batches):
+            if self.then is not None and i == max(0, len(batches) - self.then_before):
+                self.then()
             yield batch.tolist()
 
 
@@ -82,6 +97,7 @@ class _Loaded:
 
     loader = None
     batches = None
+    started_early = False           # `batches` is a pass begun by prefetch(), for the next __iter__
     workers: int
 
     def _start(self, dataset, sampler, device: torch.device) -> None:
@@ -97,9 +113,10 @@ class _Loaded:
     def close(self) -> None:
         """Shut the worker processes down."""
         self.batches = self.loader = None
+        self.started_early = False
 
     def __getstate__(self):         # ddp_spawn pickles the module: a loader is made in each process
-        return {**self.__dict__, "loader": None, "batches": None}
+        return {**self.__dict__, "loader": None, "batches": None, "started_early": False}
 
     def _batch(self, batch, device: torch.device):
         if batch[2] is not None:     # an image failed to decode in a worker: stop them, then raise naming it
@@ -139,6 +156,13 @@ class ImageTrainChunks(_Loaded):
         self.device = torch.device(device)
         return self
 
+    next_up: "ImageEvalBatches | None" = None
+
+    def start_next(self) -> None:
+        """Start the validation pass's decoding (called by the sampler near the epoch's end)."""
+        if self.next_up is not None:
+            self.next_up.prefetch(self.device)
+
     def shard(self, rank: int, world_size: int) -> None:
         self.sampler.rank, self.sampler.world_size = rank, world_size
 
@@ -174,7 +198,16 @@ class ImageEvalBatches(_Loaded):
         self.device = torch.device(device)
         return self
 
+    def prefetch(self, device) -> None:
+        """Begin the next pass now: its workers decode ahead while training still runs; __iter__ then reads it."""
+        if not self.started_early:
+            self.device = torch.device(device)
+            self._start(ImageFileDataset(self.rows, self.y), self.sampler, self.device)
+            self.started_early = True
+
     def __iter__(self):
-        self._start(ImageFileDataset(self.rows, self.y), self.sampler, self.device)
+        if not self.started_early:
+            self._start(ImageFileDataset(self.rows, self.y), self.sampler, self.device)
+        self.started_early = False
         for _ in range(len(self.sampler)):
             yield self._batch(self.next_batch(), self.device)
