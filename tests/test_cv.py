@@ -153,6 +153,10 @@ def test_a_grid_sweep_of_cv_trials_shows_mean_and_spread_and_refits_the_best(tmp
     assert "val/acc ±std" in printed and "best/ is this trial's refit on train + val" in printed
     # The refit runs from Hydra's sweep callback, yet its lines look like the trials' (not "[HYDRA] cv.refit: ...")
     lines = printed.splitlines()
+    # Each trial's last line says why its test split is untouched: the sweep refits its best trial at the end
+    done = [line for line in lines if "] - done in" in line]
+    assert len(done) == 2 and all("test: (untouched until the sweep ends: cv.refit retrains only the best trial"
+                                  in line for line in done), done
     start = next(i for i, line in enumerate(lines) if "cv.refit: retraining the best trial" in line)
     end = next(i for i, line in enumerate(lines) if "cv.refit: " in line and "bundle in" in line)
     refit_lines = [line for line in lines[start:end + 1] if line.startswith("[")]

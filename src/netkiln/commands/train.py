@@ -105,8 +105,17 @@ def _report(metrics: dict, run_dir: Path) -> None:
                     for k, v in metrics["val"].items() if v is not None)
     log.info("done in %.1fs, %d epoch%s; val: %s; test: %s", metrics["seconds"], metrics["epochs"],
              "" if metrics["epochs"] == 1 else "s", val,
-             test or ("(untouched: cross-validation without cv.refit)" if "cv" in metrics else "(no test split)"))
+             test or _no_test_reason(metrics))
     log.info("run directory: %s", run_dir)
+
+
+def _no_test_reason(metrics: dict) -> str:
+    cv = metrics.get("cv")
+    if cv is None:
+        return "(no test split)"
+    if isinstance(cv.get("refit"), dict) and cv["refit"].get("status") == "pending":     # cv.refit in a sweep
+        return "(untouched until the sweep ends: cv.refit retrains only the best trial, then tests it)"
+    return "(untouched: cross-validation without cv.refit)"
 
 
 # Exit code of a sweep that finished but had failed trials (they are in the leaderboard).
