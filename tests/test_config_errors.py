@@ -29,6 +29,8 @@ def test_composition_errors(tmp_path, capsys, override, expected):
                                               "'hydra.sweeper.objectives'?"),
     ("hydra.sweeper.max_params=abc", "hydra.sweeper.max_params: must be a whole number, not 'abc'."),
     ("hydra.sweeper.max_latency_ms=fast", "hydra.sweeper.max_latency_ms: must be a number, not 'fast'."),
+    ("hydra.sweeper.objectives=params:min", "hydra.sweeper.objectives: must be a list in square brackets, e.g. "
+                                            "'hydra.sweeper.objectives=[params:min]', not 'params:min'."),
 ])
 def test_sweeper_keys_get_a_did_you_mean_and_a_plain_type_error(tmp_path, capsys, override, expected):
     rc = main(["train", "-m", "hydra/sweeper=optuna", "optimizer.lr=0.1,0.01", override,

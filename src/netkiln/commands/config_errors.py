@@ -118,6 +118,12 @@ def explain(err: BaseException, *, conf_dir: str, command: str, argv: list[str])
         wanted = {"Integer": "a whole number", "Float": "a number", "Boolean": "true or false"}.get(
             wrong_type.group("type"), f"of type {wrong_type.group('type')}")
         return f"{cause.full_key}: must be {wanted}, not '{wrong_type.group('value')}'."
+    if isinstance(cause, ValidationError) and getattr(cause, "full_key", None) and "is not a ListConfig" in str(
+            getattr(cause, "msg", "")):      # objectives=params:min where a typed list was wanted
+        key = str(cause.full_key)
+        given = next((a.split("=", 1)[1] for a in argv if a.lstrip("+").split("=", 1)[0] == key), None)
+        example = f"'{key}=[{given}]'" if given else f"'{key}=[a, b]'"
+        return f"{key}: must be a list in square brackets, e.g. {example}" + (f", not '{given}'." if given else ".")
     if isinstance(cause, (ConfigAttributeError, ConfigKeyError)) and getattr(cause, "full_key", None):
         full_key = str(cause.full_key)
         if command == "evaluate" and full_key == "data":      # data.path=... without the source it belongs to
