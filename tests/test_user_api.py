@@ -160,7 +160,7 @@ def test_load_handles_unseen_categories_with_its_own_keyword(csv_run, tmp_path, 
     with pytest.raises(NetkilnError) as err:
         model.predict(frame, unknown_categories="error")
     text = str(err.value)
-    assert err.value.key == "unknown_categories" and err.value.column == "city" and "row 101: 'rome'" in text
+    assert err.value.key == "unknown_categories" and err.value.column == "city" and "row 101: 'rome' (2 rows) in column 'city'" in text
     assert "pass unknown_categories='warn'" in text and "data.unknown_categories" not in text
     caplog.clear()
     with caplog.at_level("WARNING", logger="netkiln"):

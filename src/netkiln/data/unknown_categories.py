@@ -101,8 +101,9 @@ def refuse(u: Unseen, *, key: str, file: str | None = None, row_label: str = "",
     known = ", ".join(u.known[:10]) + (" ..." if len(u.known) > 10 else "")
     others = len(u.positions) - n
     also = f"; {others} more row{'s hold' if others != 1 else ' holds'} other unseen values" if others else ""
-    return NetkilnError(f"{row_label}{value!r} ({n} row{'s' if n != 1 else ''}{also}) is a category the training "
-                        f"rows did not have (they had: {known}). Fix the value, or {_how_to(setting)} "
+    where = "" if file else f" in column {u.column!r}"      # with a file, the error's prefix names the column
+    return NetkilnError(f"{row_label}{value!r} ({n} row{'s' if n != 1 else ''}{also}){where} is a category the "
+                        f"training rows did not have (they had: {known}). Fix the value, or {_how_to(setting)} "
                         f"{set_to(setting, 'warn')} to encode it as no category", key=key, file=file,
                         column=u.column)
 
