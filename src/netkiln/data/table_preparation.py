@@ -61,6 +61,7 @@ class TablePreparation(Preparation):
         import pandas as pd
 
         from . import unknown_categories as unknown
+        from .tables import few_blocks
         from .tabular import apply_columns, check_finite
 
         if is_frame(data):
@@ -72,7 +73,7 @@ class TablePreparation(Preparation):
                 raise NetkilnError(f"cannot make a table of the input: {err}") from None
         else:
             raise NetkilnError(f"expected a table (pandas DataFrame) of raw rows, got {type(data).__name__}")
-        frame = frame.rename(columns=lambda c: str(c).strip())
+        frame = few_blocks(frame).rename(columns=lambda c: str(c).strip())
         check_input_columns([str(c) for c in frame.columns], self.input_columns(),
                             ignore=(self.steps.get("target") or {}).get("columns", []), allow_extra=allow_extra)
         if len(frame) == 0:

@@ -17,7 +17,7 @@ import numpy as np
 from netkiln.errors import NetkilnError, did_you_mean
 from netkiln.task import Task
 
-from . import unknown_categories as unknown
+from . import numeric_block, unknown_categories as unknown
 from .column_spec import column_spec, values_fill
 from .config import get_choice, get_int
 from .row_filter import RowFilter, parse_filter
@@ -273,6 +273,19 @@ def _detect_kind(series, col: str, plan: TablePlan, tf: TableFile, path: str) ->
     return "categorical"
 
 
+def _detect_kinds(frame, plan: TablePlan, tf: TableFile, path: str) -> None:
+    """plan.kinds of every feature; a numpy-number column nobody forced is numeric without its Series (what
+    _detect_kind says of it), which keeps a 50,000-column table from paying a pandas Series per column."""
+    dtypes = list(frame.dtypes)
+    positions = _positions(frame, plan.features)
+    forced = plan.forced_categorical | plan.forced_numeric
+    for i, col in enumerate(plan.features):
+        if positions is not None and col not in forced and numeric_block.is_block_dtype(dtypes[positions[i]]):
+            plan.kinds[col] = "numeric"
+        else:
+            plan.kinds[col] = _detect_kind(frame[col], col, plan, tf, path)
+
+
 # ----------------------------------------------------------------------------------------------- target
 def _encode_target(frame, plan: TablePlan, tf: TableFile, path: str):
     """y and the Task; classes are sorted (numerically for numbers), their names kept as text."""
@@ -361,7 +374,39 @@ class _WholeCategorical:
 
 
 def fit_columns(frame, plan: TablePlan, tf: TableFile | None = None, path: str = "data") -> list[dict]:
-    """Fit every column's preparation on `frame` (the training rows only)."""
+    """Fit every column's preparation on `frame` (the training rows only). Numeric columns of a numpy dtype are
+    fitted together as blocks (numeric_block, the same numbers); a table whose block holds an error (an infinite
+    value, nothing to impute from) is fitted column by column, which raises the first error in column order."""
+    dtypes = list(frame.dtypes)
+    positions = _positions(frame, plan.features)
+    if positions is None:
+        return _fit_columns_one_by_one(frame, plan, tf, path)
+    block = np.array([plan.kinds[c] == "numeric" and numeric_block.is_block_dtype(dtypes[p])
+                      for c, p in zip(plan.features, positions)], dtype=bool)
+    stats: dict[int, numeric_block.BlockStats] = {}
+    block_at = np.flatnonzero(block)
+    for chunk in numeric_block.column_chunks(block_at, len(frame)):
+        fitted = numeric_block.fit_block(numeric_block.column_values(frame, positions[chunk]),
+                                         [plan.strategy(plan.features[i]) for i in chunk], plan.scale)
+        if fitted is None:
+            return _fit_columns_one_by_one(frame, plan, tf, path)
+        stats.update(zip(chunk.tolist(), fitted))
+    names: dict = {}        # str(dtype) once a dtype, not once a column
+    specs = []
+    for i, col in enumerate(plan.features):
+        column_stats = stats.get(i)
+        if column_stats is None:
+            series = frame[col]
+            column_stats = (_WholeNumeric(_to_numeric(series, col, tf, None)) if plan.kinds[col] == "numeric"
+                            else _WholeCategorical(_cat_keys(series)))
+        dtype = dtypes[positions[i]]
+        if dtype not in names:
+            names[dtype] = str(dtype)
+        specs.append(column_spec(col, names[dtype], column_stats, plan, path, tf))
+    return specs
+
+
+def _fit_columns_one_by_one(frame, plan: TablePlan, tf: TableFile | None, path: str) -> list[dict]:
     specs = []
     for col in plan.features:
         if plan.kinds[col] == "numeric":
@@ -370,6 +415,15 @@ def fit_columns(frame, plan: TablePlan, tf: TableFile | None = None, path: str =
             stats = _WholeCategorical(_cat_keys(frame[col]))
         specs.append(column_spec(col, str(frame[col].dtype), stats, plan, path, tf))
     return specs
+
+
+def _positions(frame, names: list[str]) -> np.ndarray | None:
+    """Each name's column position in `frame`; None when a name is missing or the frame repeats a column name
+    (the per-column paths handle those as they always did)."""
+    if not frame.columns.is_unique:
+        return None
+    positions = frame.columns.get_indexer(names)
+    return None if (positions < 0).any() else positions
 
 
 def _fit_scale(v: np.ndarray, method: str) -> dict:
@@ -408,33 +462,62 @@ def _codes(keys, spec: dict) -> np.ndarray:
 def apply_columns(frame, specs: list[dict], tf: TableFile | None = None, key: str | None = None,
                   unseen: list | None = None) -> np.ndarray:
     """The fitted preparation applied to `frame` → float32 (N, F) in the order of `specs`' outputs; categories the
-    training rows did not have are appended to `unseen` (unknown_categories.Unseen) when it is given."""
+    training rows did not have are appended to `unseen` (unknown_categories.Unseen) when it is given. Numeric
+    columns of a numpy dtype are prepared together as blocks (numeric_block, the same numbers), the others column
+    by column; a block holding an infinite value sends the whole frame column by column, which raises the first
+    error in column order."""
     n = len(frame)
-    blocks = []
-    for spec in specs:
-        col = spec["name"]
-        if spec["kind"] == "numeric":
-            v = _to_numeric(frame[col], col, tf, key, forced=True)
-            if "value" in spec.get("impute", {}):
-                v = np.where(np.isnan(v), spec["impute"]["value"], v)
-            blocks.append(_apply_scale(v, spec["scale"]).reshape(n, 1))
-        else:
-            keys = _cat_keys(frame[col])
-            codes = _codes(keys, spec)
-            found = unknown.find(col, keys, codes, spec["categories"]) if unseen is not None else None
-            if found is not None:
-                unseen.append(found)
-            if spec["encoding"] == "ordinal":
-                blocks.append(_apply_scale(codes, spec["scale"]).reshape(n, 1))
-            else:
-                k = len(spec["categories"])
-                block = np.zeros((n, k), dtype=np.float64)
-                ok = np.flatnonzero(codes >= 0)
-                block[ok, codes[ok].astype(np.int64)] = 1.0
-                block[np.isnan(codes)] = np.nan
-                blocks.append(block)
+    positions = _positions(frame, [spec["name"] for spec in specs])
+    if positions is None:
+        return _apply_columns_one_by_one(frame, specs, tf, key, unseen)
+    widths = [len(spec["categories"]) if spec["kind"] == "categorical" and spec["encoding"] == "onehot" else 1
+              for spec in specs]
+    starts = np.concatenate([[0], np.cumsum(widths)]).astype(np.int64)
+    x = np.empty((n, int(starts[-1])), dtype=np.float32)
+    dtypes = list(frame.dtypes)
+    block = np.array([spec["kind"] == "numeric" and numeric_block.is_block_dtype(dtypes[p])
+                      for spec, p in zip(specs, positions)], dtype=bool)
+    for chunk in numeric_block.column_chunks(np.flatnonzero(block), n):
+        values = numeric_block.apply_block(numeric_block.row_values(frame, positions[chunk]),
+                                           [specs[i] for i in chunk])
+        if values is None:
+            return _apply_columns_one_by_one(frame, specs, tf, key, unseen)
+        x[:, starts[chunk]] = values
+    for i in np.flatnonzero(~block):
+        x[:, starts[i]:starts[i + 1]] = _column_outputs(frame, specs[i], n, tf, key, unseen)
+    return x
+
+
+def _apply_columns_one_by_one(frame, specs: list[dict], tf: TableFile | None, key: str | None,
+                              unseen: list | None) -> np.ndarray:
+    n = len(frame)
+    blocks = [_column_outputs(frame, spec, n, tf, key, unseen) for spec in specs]
     x = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
     return x.astype(np.float32)
+
+
+def _column_outputs(frame, spec: dict, n: int, tf: TableFile | None, key: str | None,
+                    unseen: list | None) -> np.ndarray:
+    """One column's prepared outputs, float64 (N, its output count)."""
+    col = spec["name"]
+    if spec["kind"] == "numeric":
+        v = _to_numeric(frame[col], col, tf, key, forced=True)
+        if "value" in spec.get("impute", {}):
+            v = np.where(np.isnan(v), spec["impute"]["value"], v)
+        return _apply_scale(v, spec["scale"]).reshape(n, 1)
+    keys = _cat_keys(frame[col])
+    codes = _codes(keys, spec)
+    found = unknown.find(col, keys, codes, spec["categories"]) if unseen is not None else None
+    if found is not None:
+        unseen.append(found)
+    if spec["encoding"] == "ordinal":
+        return _apply_scale(codes, spec["scale"]).reshape(n, 1)
+    k = len(spec["categories"])
+    block = np.zeros((n, k), dtype=np.float64)
+    ok = np.flatnonzero(codes >= 0)
+    block[ok, codes[ok].astype(np.int64)] = 1.0
+    block[np.isnan(codes)] = np.nan
+    return block
 
 
 def check_finite(x: np.ndarray, frame, specs: list[dict], tf: TableFile | None, path: str = "data") -> None:
@@ -555,8 +638,7 @@ def load_table(node: dict, path: str) -> RawSource:
                             "rows_in_file": int(len(frame))}
 
     frame = _clean(frame, plan, tf, path, info)
-    for col in plan.features:
-        plan.kinds[col] = _detect_kind(frame[col], col, plan, tf, path)
+    _detect_kinds(frame, plan, tf, path)
     y, task, target_info = _encode_target(frame, plan, tf, path)
 
     test_frame = test_tf = None
