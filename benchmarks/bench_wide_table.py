@@ -2,7 +2,8 @@
 
     python benchmarks/bench_wide_table.py                       # 200 rows x 50,000 columns
     python benchmarks/bench_wide_table.py --columns 5000        # a quick run
-    python benchmarks/bench_wide_table.py --profile prepare     # cProfile of one phase (read|fit|apply|train|predict)
+    python benchmarks/bench_wide_table.py --profile fit         # cProfile of one phase (read, plan, fit, ...)
+    PYTHONPATH=/tmp/old/src python benchmarks/bench_wide_table.py   # an older checkout's code (git archive), to compare
 
 Writes a CSV in a temporary folder: float features (1% of their values missing), a few categorical columns (one with
 missing values), a binary target `y`. Then, in this one process, times each phase and prints its seconds:
@@ -83,7 +84,11 @@ def run(rows: int, columns: int, folder: Path, profile: str | None) -> dict:
     def plan():
         p = tabular._plan(node, "data", [str(c) for c in frame.columns], tf)
         cleaned = tabular._clean(frame, p, tf, "data", {})
-        tabular._detect_kinds(cleaned, p, tf, "data")
+        if hasattr(tabular, "_detect_kinds"):
+            tabular._detect_kinds(cleaned, p, tf, "data")
+        else:                   # the code before the blocks (PYTHONPATH=<an older src>), for a before/after run
+            for col in p.features:
+                p.kinds[col] = tabular._detect_kind(cleaned[col], col, p, tf, "data")
         y, task, target_info = tabular._encode_target(cleaned, p, tf, "data")
         return p, cleaned, task, target_info
 

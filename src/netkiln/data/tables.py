@@ -13,7 +13,8 @@ from typing import Any, Iterable
 from netkiln.errors import NetkilnError, did_you_mean
 
 TABLE_FORMATS = ("auto", "csv", "tsv", "parquet")
-WIDE_TABLE = 1000           # columns from which a frame read is copied into few blocks (`few_blocks`)
+WIDE_TABLE = 1000           # columns from which a frame read is copied into few blocks (`few_blocks`) ...
+COPY_CELLS = 32_000_000     # ... when it has at most this many cells (256 MB of float64: the copy's extra memory)
 _SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".parquet": "parquet", ".pq": "parquet",
                   ".txt": "csv"}
 
@@ -185,8 +186,11 @@ def read_table_source(path: Any, *, format: str | None = "auto", delimiter: str 
 def few_blocks(frame):
     """A wide frame with its columns held in one block per dtype. read_csv gives each column a block of its own,
     and pandas pays Python time per block in every frame-wide step (selecting rows or columns, renaming): on
-    50,000 columns that was seconds a step, against about half a second for this one copy, which merges them."""
-    return frame.copy() if frame.shape[1] > WIDE_TABLE else frame
+    50,000 columns that was seconds a step, against about half a second for this one copy, which merges them.
+    A frame of many rows is left as it is: its copy would cost memory, and its per-block time is small beside
+    the work on its values."""
+    rows, columns = frame.shape
+    return frame.copy() if columns > WIDE_TABLE and rows * columns <= COPY_CELLS else frame
 
 
 def _header_names(path: Path, delimiter: str, encoding: str) -> list[str] | None:
