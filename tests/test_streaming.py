@@ -249,6 +249,16 @@ def test_budget_smaller_than_one_batch_is_refused(tmp_path, capsys):
 
 
 # ----------------------------------------------------------------------------------------------- analyze
+def test_analyze_of_a_table_streamed_by_choice_does_not_blame_the_budget(tmp_path):
+    from netkiln.data import analyze
+
+    path = tmp_path / "t.csv"
+    table(300).to_csv(path, index=False)
+    streamed, _ = analyze.analyze_data(node(path, streaming=True, chunk_rows=64))
+    note = streamed["sample"]["note"]
+    assert "data.streaming" in note and "memory_budget" not in note and "sample of 300 rows" in note
+
+
 def test_analyze_streams_a_table_over_the_budget(tmp_path, monkeypatch):
     """Statistics by passes (exact), samples for the rest; the same numbers as the in-memory analysis."""
     from netkiln.data import analyze, streaming
@@ -260,6 +270,7 @@ def test_analyze_streams_a_table_over_the_budget(tmp_path, monkeypatch):
     streamed, context = analyze.analyze_data(node(path, memory_budget="10KB", chunk_rows=64))
     assert context["dataset"].streamed is not None and len(context["raw"].table["frame"]) == 200
     assert streamed["sample"]["rows"] == 200 and "sample" not in memory
+    assert "a seeded sample of 200 rows" in streamed["sample"]["note"]      # the printout says how many
     assert streamed["rows"] == memory["rows"] and streamed["target"] == memory["target"]
     for m, s in zip(memory["columns"], streamed["columns"]):
         assert m["name"] == s["name"] and m["missing"] == s["missing"] and m["kind"] == s["kind"]

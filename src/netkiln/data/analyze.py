@@ -129,10 +129,10 @@ def analyze_data(data_cfg: Any, seed: int = 0):
         test_frame = raw.table.get("test_frame")        # a streamed own test file: its sampled rows
         ys = {s: ys[s][np.isin(ds.split_indices[s], (test_frame if s == "test" and test_frame is not None
                                                      else raw.table["frame"]).index)] for s in ys}
-        report["sample"] = {"rows": raw.table["sampled_rows"], "note": (
-            "the table was streamed (larger than data.memory_budget): missing counts and numeric mean/std/min/max "
-            "cover every row; unique counts, top values, plots, duplicates and rows shared between splits come "
-            "from a seeded sample of these rows")}
+        report["sample"] = {"rows": raw.table["sampled_rows"], "note": (    # streamed by choice or by the budget
+            "the table was streamed (data.streaming): missing counts and numeric mean/std/min/max cover every "
+            "row; unique counts, top values, plots, duplicates and rows shared between splits come from a seeded "
+            f"sample of {raw.table['sampled_rows']:,} rows")}
     if streamed_images is not None:
         plotted = _plotted_images(ds)
         report["sample"] = {"images_plotted": plotted, "note": (
