@@ -7,8 +7,9 @@ rows in the in-memory run's order and a resumed run repeats the interrupted epoc
 from the loader one by one as the module's loop asks for them: the workers decode ahead of training (the loader's
 prefetch) instead of a whole chunk being gathered before its first step. Near the epoch's end (as many training
 batches before it as the validation rows would fill) the validation workers start decoding the validation pass, so
-its first (1024-image) batch is ready when the epoch's last steps are done instead of decoded while training waits. The workers persist across
-epochs and are shut down by `close()` (after fit, or at once when an image fails to decode).
+its first (1024-image) batch is ready when the epoch's last steps are done instead of decoded while training
+waits. The workers persist across epochs and are shut down by `close()` (after fit, or at once when an image fails
+to decode).
 """
 from __future__ import annotations
 
