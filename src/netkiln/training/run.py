@@ -259,13 +259,25 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
     callbacks = make_callbacks(cfg.get("callbacks"), run_dir=run.run_dir, monitor=run.monitor, mode=run.mode,
                                history_metrics=logged_metrics(dataset.task)) + progress_bar_callbacks(kwargs) \
         + list(extra_callbacks) + run.user_callbacks
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException   # an Exception, not a ValueError
     try:
         trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=run.loggers or False,
                              default_root_dir=str(run.run_dir), plugins=[AtomicCheckpointIO()])
-    except (ValueError, TypeError) as err:   # MisconfigurationException is a ValueError
-        raise NetkilnError(f"the Trainer rejected the settings: {err}", key="trainer") from None
+    except (ValueError, TypeError, MisconfigurationException) as err:
+        raise NetkilnError(f"the Trainer rejected the settings: {err}{_accelerator_hint(kwargs)}",
+                           key="trainer") from None
     _bring_back_progress(trainer)
     return module, trainer
+
+
+def _accelerator_hint(trainer_kwargs: dict) -> str:
+    """trainer=gpu on a machine where torch sees no CUDA GPU: say which setting asked for one."""
+    import torch
+
+    if str(trainer_kwargs.get("accelerator")) not in ("gpu", "cuda") or torch.cuda.is_available():
+        return ""
+    return (f" (trainer.accelerator={trainer_kwargs['accelerator']}, but torch sees no CUDA GPU here; trainer=default "
+            "takes the GPU when there is one, trainer=cpu the CPU)")
 
 
 def fit(run: RunSetup, module, trainer) -> float:
