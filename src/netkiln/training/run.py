@@ -263,7 +263,7 @@ def build_trainer(run: RunSetup, extra_callbacks=()):
     try:
         trainer = pl.Trainer(**kwargs, callbacks=callbacks, logger=run.loggers or False,
                              default_root_dir=str(run.run_dir), plugins=[AtomicCheckpointIO()])
-    except (ValueError, TypeError, MisconfigurationException) as err:
+    except (ValueError, TypeError, MisconfigurationException, ImportError) as err:   # tpu: torch_xla not installed
         raise NetkilnError(f"the Trainer rejected the settings: {err}{_accelerator_hint(kwargs)}",
                            key="trainer") from None
     _bring_back_progress(trainer)
