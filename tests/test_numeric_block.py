@@ -199,3 +199,15 @@ def test_a_wide_csv_loads_through_the_blocks_with_the_reference_numbers(tmp_path
     for split in ("train", "val", "test"):
         rows_of = read.iloc[ds.split_indices[split]]
         assert np.array_equal(getattr(ds, f"x_{split}").numpy(), reference_outputs(rows_of, specs))
+
+
+def test_only_a_wide_frame_of_few_cells_is_copied_into_few_blocks(monkeypatch):
+    from netkiln.data import tables
+
+    wide = pd.DataFrame(np.arange(2 * 1500, dtype=np.float64).reshape(2, 1500))
+    copied = tables.few_blocks(wide)
+    assert copied is not wide and copied.equals(wide)
+    narrow = wide.iloc[:, :1000]
+    assert tables.few_blocks(narrow) is narrow                  # 1,000 columns: left as read
+    monkeypatch.setattr(tables, "COPY_CELLS", 2 * 1500 - 1)
+    assert tables.few_blocks(wide) is wide                      # too many cells: a copy would cost their memory
