@@ -166,7 +166,7 @@ def test_analyze_a_streamed_image_folder_reads_it_a_batch_at_a_time(tmp_path, ca
         for k in ("mean", "std", "min", "max"):
             assert s[k] == pytest.approx(m[k], abs=2e-6), (m["name"], k)
     assert "sample" not in memory and streamed["sample"]["images_plotted"] == 8
-    assert "first 4 training images of each class" in streamed["sample"]["note"]
+    assert "first 4 training images of each class (8 images)" in streamed["sample"]["note"]   # 2 classes: all shown
 
     # the command: every figure drawn (augment samples too), the sampling said in its output
     monkeypatch.undo()

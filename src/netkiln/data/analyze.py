@@ -139,9 +139,10 @@ def analyze_data(data_cfg: Any, seed: int = 0):
             "the image folder was streamed (data.streaming): class counts, image size and channels come from the "
             "file listing, and per-channel mean/std/min/max, duplicates and images shared between splits from one "
             "pass over every image, a batch at a time; only the figures are drawn from a sample: analysis.png "
-            f"shows the first {SAMPLE_IMAGES_PER_CLASS} training images of each class (of the first "
-            f"{SAMPLE_CLASSES} classes: {plotted} images)" + (f", augment_samples.png the first {AUGMENT_SAMPLES} "
-                                                               "training images" if ds.augment else ""))}
+            f"shows the first {SAMPLE_IMAGES_PER_CLASS} training images of each class ("
+            + (f"of the first {SAMPLE_CLASSES} classes: " if ds.task.num_classes > SAMPLE_CLASSES else "")
+            + f"{plotted} images)" + (f", augment_samples.png the first {AUGMENT_SAMPLES} training images"
+                                      if ds.augment else ""))}
     labels = {s: [hash(np.asarray(v).tobytes()) for v in ys[s]] for s in ys}
     all_h = sum(hashes.values(), [])
     all_pairs = list(zip(all_h, sum(labels.values(), [])))
