@@ -23,6 +23,17 @@ from netkiln.sweep.optuna_study import SAMPLERS, is_shared, make_pruner, make_st
 log = logging.getLogger("netkiln")
 
 
+def front_line(best_trials) -> str:
+    """'Pareto front: trials 0, 3' with the same parameters proposed again counted once, as on the leaderboard."""
+    distinct = []
+    for trial in sorted(best_trials, key=lambda t: t.number):
+        if all(trial.params != other.params for other in distinct):
+            distinct.append(trial)
+    repeats = len(best_trials) - len(distinct)
+    return (f"Pareto front: trial{'s' * (len(distinct) != 1)} {', '.join(str(t.number) for t in distinct)}"
+            + (f" ({repeats} later trial{'s' * (repeats != 1)} ran the same parameters)" if repeats else ""))
+
+
 def _distribution(override):
     import optuna.distributions as d
 
@@ -331,13 +342,7 @@ def run_search(settings, config, hydra_context, launcher, arguments: list[str]):
 
     completed = [t for t in study.get_trials(deepcopy=False) if t.state.name == "COMPLETE"]
     if completed and len(directions) > 1:
-        distinct = []                   # the same parameters proposed again count once, as on the leaderboard
-        for trial in sorted(study.best_trials, key=lambda t: t.number):
-            if all(trial.params != other.params for other in distinct):
-                distinct.append(trial)
-        repeats = len(study.best_trials) - len(distinct)
-        log.info("Pareto front: trials %s%s", ", ".join(str(t.number) for t in distinct),
-                 f" ({repeats} later trial{'s' * (repeats != 1)} ran the same parameters)" if repeats else "")
+        log.info("%s", front_line(study.best_trials))
     elif completed:
         best = study.best_trial
         log.info("best trial %d: value %.6g with %s", best.number, best.value, best.params)
