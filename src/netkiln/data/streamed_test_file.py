@@ -44,7 +44,7 @@ class StreamedTestFile:
         values to the training file's column `summaries` (analyze describes both files' rows, as in memory)."""
         import pandas as pd
 
-        from .streaming import _KindTally, clean_chunk
+        from .streaming import _KindTally, clean_chunk, kept_rows
 
         plan, tf = self.plan, self.tf
         counts = {"rows_after_filter": 0, "rows_dropped_no_target": 0, "rows_dropped_missing": 0}
@@ -60,14 +60,7 @@ class StreamedTestFile:
             for col, summary in summaries.items():
                 if col in chunk.columns:
                     summary.add(chunk[col])
-        if plan.row_filter is not None and counts["rows_after_filter"] == 0:
-            raise plan.row_filter.error(f"it keeps none of the {rows} rows", str(tf.path))
-        kept = np.concatenate(ids)
-        if len(kept) == 0:
-            raise NetkilnError("no rows are left after dropping rows with missing values", key=f"{self.path}.missing",
-                               file=str(tf.path))
-        if counts["rows_dropped_no_target"]:
-            log.warning("%s: dropping %d row(s) with no target value", tf.path, counts["rows_dropped_no_target"])
+        kept = kept_rows(ids, plan, counts, rows, tf, self.path)
         # A column with text in some chunk is text in the whole file, as pandas reads it whole: read as text.
         self.text_columns = [c for c, t in tallies.items() if t.text]
         if any(tallies[c].numbers for c in plan.target if c in self.text_columns):

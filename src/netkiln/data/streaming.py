@@ -107,6 +107,19 @@ def clean_chunk(frame, plan: TablePlan, tf, counts: dict):
     return frame
 
 
+def kept_rows(ids: list, plan: TablePlan, counts: dict, rows: int, tf, path: str) -> np.ndarray:
+    """The ids of the rows a file keeps after clean_chunk's passes; an error when none is left, as in memory."""
+    if plan.row_filter is not None and counts["rows_after_filter"] == 0:
+        raise plan.row_filter.error(f"it keeps none of the {rows} rows", str(tf.path))
+    kept = np.concatenate(ids)
+    if len(kept) == 0:
+        raise NetkilnError("no rows are left after dropping rows with missing values", key=f"{path}.missing",
+                           file=str(tf.path))
+    if counts["rows_dropped_no_target"]:
+        log.warning("%s: dropping %d row(s) with no target value", tf.path, counts["rows_dropped_no_target"])
+    return kept
+
+
 class _KindTally:
     """`_detect_kind` on the whole column, from its chunks: the numeric share counted over every chunk, and the
     first non-number and infinite value, refused (at their line, as in memory) if the column turns out numeric."""
@@ -213,14 +226,7 @@ def _survey(source: TableChunks, plan: TablePlan, path: str, info: dict):
             else:
                 tally.add(chunk[col], col, plan, tf, path)
     info.update(rows_in_file=rows, **counts)
-    if plan.row_filter is not None and counts["rows_after_filter"] == 0:
-        raise plan.row_filter.error(f"it keeps none of the {rows} rows", str(tf.path))
-    kept = np.concatenate(ids)
-    if len(kept) == 0:
-        raise NetkilnError("no rows are left after dropping rows with missing values", key=f"{path}.missing",
-                           file=str(tf.path))
-    if counts["rows_dropped_no_target"]:
-        log.warning("%s: dropping %d row(s) with no target value", tf.path, counts["rows_dropped_no_target"])
+    kept = kept_rows(ids, plan, counts, rows, tf, path)
     for col in plan.features:
         plan.kinds[col] = ("categorical" if col in plan.forced_categorical else
                            "numeric" if col in plan.forced_numeric else tallies[col].kind(col, tf))
