@@ -35,17 +35,24 @@ def test_make_metrics_multiclass_uses_it_and_keeps_checkpoints_clean():
 
 
 def test_many_classes_keep_three_counts_per_class_not_a_confusion_matrix():
-    """20,000 classes: a classes x classes table would take 3.2 GB; the counts take 3 x 20,000 integers, and the
-    numbers still equal torchmetrics'."""
-    assert sum(buffer.numel() for buffer in MulticlassStats(20_000).buffers()) == 3 * 20_000
-    k = 2_000           # torchmetrics itself counts a k x k table: compared where that is quick
-    gen = torch.Generator().manual_seed(0)
+    """20,000 classes: a classes x classes table would take 3.2 GB; the counts take 3 x 20,000 integers. Checked
+    against accuracy and macro F1 counted here class by class (torchmetrics itself builds the k x k table, and
+    under torch's deterministic mode, which a Lightning run with deterministic=True leaves on, a rows x k^2 one)."""
+    import numpy as np
+
+    k = 20_000
     ours = MulticlassStats(k)
-    reference = tm.MetricCollection({"acc": tm.Accuracy(task="multiclass", num_classes=k),
-                                     "f1": tm.F1Score(task="multiclass", num_classes=k, average="macro")})
+    assert sum(buffer.numel() for buffer in ours.buffers()) == 3 * k
+    gen = torch.Generator().manual_seed(0)
     target = torch.randint(0, 50, (400,), generator=gen)        # a few classes occur: macro F1 skips the rest
     preds = torch.where(torch.rand(400, generator=gen) < 0.7, target, torch.randint(0, 60, (400,), generator=gen))
-    ours.update(preds, target)
-    reference.update(preds, target)
-    got, want = ours.compute(), reference.compute()
-    assert torch.equal(got["acc"], want["acc"]) and torch.equal(got["f1"], want["f1"])
+    ours.update(preds[:150], target[:150])
+    ours.update(preds[150:], target[150:])
+    got = ours.compute()
+    t, p = target.numpy(), preds.numpy()
+    f1 = []
+    for c in sorted(set(t) | set(p)):
+        tp, fp, fn = np.sum((p == c) & (t == c)), np.sum((p == c) & (t != c)), np.sum((p != c) & (t == c))
+        f1.append(2 * tp / (2 * tp + fp + fn))
+    assert float(got["acc"]) == pytest.approx(np.mean(p == t), abs=1e-7)
+    assert float(got["f1"]) == pytest.approx(np.mean(f1), abs=1e-6)
