@@ -235,6 +235,17 @@ def test_capturable_optimizer_state_is_saved_as_the_config_built_it():
     saved = checkpoint["optimizer_states"][0]["param_groups"][0]
     assert saved["lr"] == 0.01 and type(saved["lr"]) is float and saved["capturable"] is False
     assert isinstance(optimizer.param_groups[0]["lr"], torch.Tensor)     # the live optimizer is left as it was
+    # Without a deep copy (as Lightning saves it): state_dict() shares the per-parameter dicts with the optimizer.
+    params = list(network.parameters())
+    live_states = [optimizer.state[param] for param in params]
+    steps = [state["step"] for state in live_states]
+    saved = optimizer.state_dict()
+    assert all(saved["state"][i] is live_states[i] for i in range(len(params)))
+    step_graph.portable_optimizer_state({"optimizer_states": [saved]})
+    assert saved["param_groups"][0]["lr"] == 0.01 and optimizer.param_groups[0]["capturable"] is True
+    for i, param in enumerate(params):          # the saved entries were replaced; the live ones are as they were
+        assert saved["state"][i] is not live_states[i] and optimizer.state[param] is live_states[i]
+        assert optimizer.state[param]["step"] is steps[i] and saved["state"][i]["step"].device.type == "cpu"
 
     fresh = torch.optim.Adam(network.parameters(), lr=0.5)
     fresh.load_state_dict(checkpoint["optimizer_states"][0])

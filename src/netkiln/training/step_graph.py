@@ -83,13 +83,18 @@ def make_capturable(optimizer: torch.optim.Optimizer, device: torch.device) -> N
 
 
 def portable_optimizer_state(checkpoint: dict) -> None:
-    """A checkpoint's optimizer settings as plain numbers and capturable off, as the config built them."""
+    """A checkpoint's optimizer settings as plain numbers, capturable off and step counts on the CPU, as the config
+    built them. Entries are replaced, never changed in place: state_dict() shares them with the live optimizer."""
     for state in checkpoint.get("optimizer_states", []):
         for group in state.get("param_groups", []):
             if isinstance(group.get("lr"), torch.Tensor):
                 group["lr"] = float(group["lr"])
             if group.get("capturable"):
                 group["capturable"] = False
+        per_param = state.get("state", {})
+        for index, values in per_param.items():
+            if isinstance(values.get("step"), torch.Tensor):
+                per_param[index] = {**values, "step": values["step"].detach().to("cpu", torch.float32)}
 
 
 class _Shape:
