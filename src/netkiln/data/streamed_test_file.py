@@ -15,10 +15,9 @@ import numpy as np
 
 from netkiln.errors import NetkilnError
 
-from . import unknown_categories as unknown
 from .table_chunks import TableChunks
 from .tables import check_columns
-from .tabular import TablePlan, _encode_test_target, apply_columns, check_finite
+from .tabular import TablePlan, _encode_test_target
 
 log = logging.getLogger("netkiln")
 
@@ -76,32 +75,19 @@ class StreamedTestFile:
     def prepare(self, specs: list[dict], width: int, folder: Path, sample_rows: int):
         """The test rows prepared with the training rows' `specs` into folder/own_test.npy, mapped read-only, and a
         seeded sample of up to `sample_rows` raw rows (for analyze)."""
-        import pandas as pd
-
-        from .streaming import NpyWriter, clean_chunk
+        from .streaming import ChunkPreparer, NpyWriter, clean_chunk
 
         plan, tf, n = self.plan, self.tf, self.rows
         sample = np.sort(np.random.Generator(np.random.PCG64(1)).choice(n, min(n, sample_rows), replace=False))
         counts = {"rows_after_filter": 0, "rows_dropped_no_target": 0, "rows_dropped_missing": 0}
         writer = NpyWriter(folder / "own_test.npy", n, width)
-        found, offsets, sampled, pos = [], [], [], 0
+        chunks, pos = ChunkPreparer(plan, specs, tf, self.path, n, sample), 0
         try:
             for chunk in self.source.chunks(text_columns=self.text_columns):
                 chunk = clean_chunk(chunk, plan, tf, counts)
                 if len(chunk) == 0:
                     continue
-                lo, hi = np.searchsorted(sample, [pos, pos + len(chunk)])
-                if hi > lo:
-                    sampled.append(chunk.iloc[sample[lo:hi] - pos])
-                unseen: list = []
-                x = apply_columns(chunk, specs, tf, None, unseen)
-                check_finite(x, chunk, specs, tf, self.path)
-                if unseen and plan.unknown_categories == "error":
-                    unknown.apply_policy(unseen, "error", total=n, where="", key=f"{self.path}.unknown_categories",
-                                         tf=tf, index=chunk.index)
-                found += unseen
-                offsets += [pos] * len(unseen)
-                writer.write(x)
+                writer.write(chunks.prepare(pos, chunk))
                 pos += len(chunk)
             if pos != n:
                 raise NetkilnError("the file changed while it was being read (a different number of rows in the "
@@ -111,6 +97,5 @@ class StreamedTestFile:
         except BaseException:
             writer.abandon()
             raise
-        if found and plan.unknown_categories == "warn":
-            unknown.warn(found, unknown.row_count(found, offsets), n, tf.path.name)
-        return np.load(folder / "own_test.npy", mmap_mode="c"), pd.concat(sampled)
+        chunks.warn_unseen(tf.path.name)
+        return np.load(folder / "own_test.npy", mmap_mode="c"), chunks.sampled_rows()

@@ -346,29 +346,17 @@ def _prepare(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int,
              width: int, text_columns, sample: np.ndarray):
     """Pass 3: every kept row prepared and appended to its split's .npy file; the files mapped read-only, and the
     raw rows at the kept positions `sample`."""
-    import pandas as pd
-
     tf = source.table_file
     part = _split_of(idx, n)
     folder = prepared_folder()
     names = ("train", "val", "test")
     writers = {name: NpyWriter(folder / f"{name}.npy", len(idx[name]), width) for name in names}
-    found, offsets, sampled = [], [], []
+    chunks = ChunkPreparer(plan, specs, tf, path, n, sample)
     try:
         for pos, chunk in _kept_chunks(source, plan, n, text_columns):
             if len(chunk) == 0:
                 continue
-            lo, hi = np.searchsorted(sample, [pos, pos + len(chunk)])
-            if hi > lo:
-                sampled.append(chunk.iloc[sample[lo:hi] - pos])
-            unseen: list = []
-            x = apply_columns(chunk, specs, tf, None, unseen)
-            check_finite(x, chunk, specs, tf, path)
-            if unseen and plan.unknown_categories == "error":
-                unknown.apply_policy(unseen, "error", total=n, where="", key=f"{path}.unknown_categories", tf=tf,
-                                     index=chunk.index)
-            found += unseen
-            offsets += [pos] * len(unseen)
+            x = chunks.prepare(pos, chunk)
             which = part[pos:pos + len(chunk)]
             for i, name in enumerate(names):
                 writers[name].write(x[which == i])
@@ -378,10 +366,43 @@ def _prepare(source: TableChunks, plan: TablePlan, path: str, idx: dict, n: int,
         for w in writers.values():
             w.abandon()
         raise
-    if found and plan.unknown_categories == "warn":
-        unknown.warn(found, unknown.row_count(found, offsets), n, f"{tf.path.name} (val/test rows)")
+    chunks.warn_unseen(f"{tf.path.name} (val/test rows)")
     parts = {name: np.load(folder / f"{name}.npy", mmap_mode="c") for name in names}
-    return parts, pd.concat(sampled)
+    return parts, chunks.sampled_rows()
+
+
+class ChunkPreparer:
+    """Pass 3's work on each kept chunk, for the training file and a test file alike: the chunk prepared with the
+    fitted `specs` (values checked finite, unseen categories refused or gathered for one warning at the end), and the
+    raw rows at the kept positions `sample` set aside (for analyze)."""
+
+    def __init__(self, plan: TablePlan, specs: list[dict], tf, path: str, n: int, sample: np.ndarray):
+        self.plan, self.specs, self.tf, self.path, self.n, self.sample = plan, specs, tf, path, n, sample
+        self.found, self.offsets, self.sampled = [], [], []
+
+    def prepare(self, pos: int, chunk) -> np.ndarray:
+        """The chunk's rows (kept rows pos, pos + 1, ...) as the network's float32 inputs."""
+        lo, hi = np.searchsorted(self.sample, [pos, pos + len(chunk)])
+        if hi > lo:
+            self.sampled.append(chunk.iloc[self.sample[lo:hi] - pos])
+        unseen: list = []
+        x = apply_columns(chunk, self.specs, self.tf, None, unseen)
+        check_finite(x, chunk, self.specs, self.tf, self.path)
+        if unseen and self.plan.unknown_categories == "error":
+            unknown.apply_policy(unseen, "error", total=self.n, where="", key=f"{self.path}.unknown_categories",
+                                 tf=self.tf, index=chunk.index)
+        self.found += unseen
+        self.offsets += [pos] * len(unseen)
+        return x
+
+    def warn_unseen(self, where: str) -> None:
+        if self.found and self.plan.unknown_categories == "warn":
+            unknown.warn(self.found, unknown.row_count(self.found, self.offsets), self.n, where)
+
+    def sampled_rows(self):
+        import pandas as pd
+
+        return pd.concat(self.sampled)
 
 
 class ColumnSummary:
